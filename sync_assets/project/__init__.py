@@ -1,0 +1,281 @@
+"""A project on disk: ObjectStack settings, connector instances and syncs, loaded and checked.
+
+A file holds one DataSyncConfig or a project (`objectstack`, `connectors`, `state`, `syncs`);
+a folder is one project made of all its .yaml/.yml/.json files. Every problem in every file is
+collected and raised together as one SyncConfigError, each naming file, line and field path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..connectors.settings import (
+    CONNECTOR_TYPES,
+    ConnectorSettings,
+    ObjectStackSettings,
+    StateSettings,
+)
+from ..spec import DataSyncConfig, SyncConfigError
+from ..spec.errors import PathPart, Problem, format_path, problems_from_validation
+from .checks import check_sync
+from .envvars import Expansion
+from .yaml_lines import FileFormatError, Lines, line_of, read_config_file
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+PROJECT_KEYS = ("objectstack", "connectors", "state", "syncs")
+
+
+@dataclass(frozen=True)
+class SyncDefinition:
+    """One sync of a project, with where it was written."""
+
+    config: DataSyncConfig
+    file: Path
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    objectstack: ObjectStackSettings = field(default_factory=ObjectStackSettings)
+    connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
+    state: StateSettings = field(default_factory=StateSettings)
+    syncs: Mapping[str, SyncDefinition] = field(default_factory=dict)
+
+    def sync(self, name: str) -> SyncDefinition:
+        try:
+            return self.syncs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.syncs)) or "(none)"
+            raise SyncConfigError.single(
+                "--sync", f"no sync named '{name}' in {self.root}; syncs: {known}"
+            ) from None
+
+
+class _ProjectFile(BaseModel):
+    """The project-level keys of one file; syncs are validated one by one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objectstack: ObjectStackSettings | None = None
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    state: StateSettings | None = None
+    syncs: list[Any] = Field(default_factory=list)
+
+
+def _is_single_sync(data: Any) -> bool:
+    return isinstance(data, dict) and not any(k in data for k in PROJECT_KEYS) and "name" in data
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix.lower() in CONFIG_SUFFIXES
+                    and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """Relative SQLite paths are relative to the file that names them, not the cwd."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:" and not rest.startswith("/"):
+                return prefix + str((base / rest).resolve())
+    return url
+
+
+class _Collector:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.problems: list[Problem] = []
+        self.expansion = Expansion(env)
+        # Connector ids whose settings were rejected: syncs naming them are not told again.
+        self.broken_connectors: set[str] = set()
+
+    def add(self, file: str, lines: Lines, parts: tuple[PathPart, ...], message: str) -> None:
+        self.problems.append(
+            Problem(format_path(parts), self.expansion.redact(message), file, line_of(lines, parts))
+        )
+
+
+def load_project(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    env: Mapping[str, str] | None = None,
+) -> Project:
+    """Load and check a project from files and folders; raise SyncConfigError listing all."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    path_list = [Path(p) for p in paths]
+    if not path_list:
+        raise SyncConfigError.single("(arguments)", "no project file or folder given")
+    collect = _Collector(os.environ if env is None else env)
+    for p in path_list:
+        if not p.exists():
+            collect.problems.append(Problem("(file)", "does not exist", str(p)))
+    if collect.problems:
+        raise SyncConfigError(collect.problems)
+    files = _files(path_list)
+    if not files:
+        raise SyncConfigError.single("(file)", "no .yaml, .yml or .json files found", str(path_list[0]))
+
+    root = path_list[0] if path_list[0].is_dir() else path_list[0].parent
+    objectstack: tuple[ObjectStackSettings, str] | None = None
+    state: tuple[StateSettings, str] | None = None
+    connectors: dict[str, tuple[ConnectorSettings, str]] = {}
+    pending: list[tuple[Any, str, Lines, tuple[PathPart, ...], Path]] = []
+
+    for file in files:
+        shown = str(file)
+        try:
+            raw, lines = read_config_file(file, shown)
+        except FileFormatError as exc:
+            collect.problems.append(exc.problem)
+            continue
+        before = len(collect.expansion.missing)
+        data = collect.expansion.expand(raw)
+        for parts, var in collect.expansion.missing[before:]:
+            collect.add(
+                shown,
+                lines,
+                parts,
+                f"environment variable {var} is not set (write ${{{var}:-default}} "
+                "to give a fallback)",
+            )
+        if data is None:
+            collect.add(shown, lines, (), "is empty: expected a sync or a project")
+            continue
+        if _is_single_sync(data):
+            pending.append((data, shown, lines, (), file))
+            continue
+        if not isinstance(data, dict):
+            collect.add(
+                shown, lines, (), "must be a mapping: a sync (name, source, destination) "
+                f"or a project ({', '.join(PROJECT_KEYS)})"
+            )
+            continue
+        data = _with_connector_types(data, shown, lines, collect)
+        try:
+            pf = _ProjectFile.model_validate(data)
+        except ValidationError as exc:
+            for parts, msg in problems_from_validation(exc):
+                collect.add(shown, lines, parts, _project_message(parts, msg))
+            continue
+        base = file.parent
+        if pf.objectstack is not None:
+            if objectstack is not None:
+                collect.add(shown, lines, ("objectstack",), f"is also set in {objectstack[1]}")
+            else:
+                objectstack = (_with_url(pf.objectstack, base), shown)
+        if pf.state is not None:
+            if state is not None:
+                collect.add(shown, lines, ("state",), f"is also set in {state[1]}")
+            else:
+                state = (_with_url(pf.state, base), shown)
+        for cid, settings in pf.connectors.items():
+            if cid in connectors:
+                collect.add(
+                    shown, lines, ("connectors", cid), f"is also defined in {connectors[cid][1]}"
+                )
+            else:
+                connectors[cid] = (_with_url(settings, base), shown)
+        for i, sync in enumerate(pf.syncs):
+            pending.append((sync, shown, lines, ("syncs", i), file))
+
+    syncs: dict[str, SyncDefinition] = {}
+    seen_at: dict[str, str] = {}
+    connector_map = {cid: s for cid, (s, _) in connectors.items()}
+    for data, shown, lines, prefix, file in pending:
+        try:
+            config = DataSyncConfig.model_validate(data)
+        except ValidationError as exc:
+            for parts, msg in problems_from_validation(exc):
+                collect.add(shown, lines, (*prefix, *parts), msg)
+            continue
+        known = {**dict.fromkeys(collect.broken_connectors), **connector_map}
+        for parts, msg in check_sync(config, known):
+            collect.add(shown, lines, (*prefix, *parts), msg)
+        where = f"{shown}:{line_of(lines, prefix) or 1}"
+        if config.name in seen_at:
+            collect.add(
+                shown,
+                lines,
+                (*prefix, "name"),
+                f"a sync named '{config.name}' is already defined at {seen_at[config.name]}",
+            )
+            continue
+        seen_at[config.name] = where
+        syncs[config.name] = SyncDefinition(config, file)
+
+    if collect.problems:
+        # Reading order: file by file, top to bottom (Python's sort keeps ties in place).
+        raise SyncConfigError(
+            sorted(collect.problems, key=lambda p: (p.file or "", p.line or 0))
+        )
+    return Project(
+        root=root.resolve(),
+        objectstack=objectstack[0] if objectstack else _with_url(ObjectStackSettings(), root),
+        connectors=connector_map,
+        state=state[0] if state else StateSettings(),
+        syncs=syncs,
+    )
+
+
+def _with_url(settings: Any, base: Path) -> Any:
+    url = getattr(settings, "url", None)
+    if url is None:
+        return settings
+    resolved = _resolve_sqlite(url.get_secret_value(), base)
+    return settings.model_copy(update={"url": type(url)(resolved)})
+
+
+def _with_connector_types(
+    data: dict[str, Any], file: str, lines: Lines, collect: _Collector
+) -> dict[str, Any]:
+    """Report unknown connector types by name (pydantic's union message would not)."""
+    connectors = data.get("connectors")
+    if not isinstance(connectors, dict):
+        return data
+    kept: dict[str, Any] = {}
+    collect.broken_connectors.update(
+        cid for cid, settings in connectors.items()
+        if not (isinstance(settings, dict) and settings.get("type") in CONNECTOR_TYPES)
+    )
+    allowed = ", ".join(sorted(CONNECTOR_TYPES))
+    for cid, settings in connectors.items():
+        kind = settings.get("type") if isinstance(settings, dict) else None
+        if isinstance(settings, dict) and kind not in CONNECTOR_TYPES:
+            what = f"unknown connector type '{kind}'" if kind else "needs a `type`"
+            collect.add(file, lines, ("connectors", cid, "type"), f"{what}; available: {allowed}")
+            continue
+        kept[cid] = settings
+    return {**data, "connectors": kept}
+
+
+def _project_message(parts: tuple[PathPart, ...], message: str) -> str:
+    if message.startswith("extra inputs are not permitted"):
+        if len(parts) == 1:
+            return f"unknown key; a project has {', '.join(PROJECT_KEYS)}"
+        return "unknown key (check the spelling)"
+    return message
+
+
+__all__ = ["Project", "SyncDefinition", "load_project"]

@@ -1,0 +1,296 @@
+"""Loading projects from disk: files, folders, ${ENV}, and every check beyond the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sync_assets import SyncConfigError, load_project
+
+ENV = {"WAREHOUSE_URL": "postgresql://sync:s3cret-pw@db.internal/wh"}
+
+PROJECT = """\
+objectstack: {url: "sqlite:///data/objectstack.db"}
+connectors:
+  warehouse: {type: sql, url: "${WAREHOUSE_URL}"}
+syncs:
+  - name: contact_to_warehouse
+    source: {object: contact, filters: {status: active}}
+    destination:
+      connectorInstanceId: warehouse
+      externalResource: analytics.contacts
+      operation: upsert
+      mapping: {email: email_address, first_name: first_name}
+      matchKey: [email]
+    schedule: "0 * * * *"
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, *files: tuple[str, str], env: dict[str, str] | None = None) -> str:
+    for name, text in files:
+        write(tmp_path, name, text)
+    with pytest.raises(SyncConfigError) as info:
+        load_project(tmp_path, env=ENV if env is None else env)
+    return str(info.value).replace(str(tmp_path) + "/", "")
+
+
+def one_sync(body: str) -> str:
+    """A project with the warehouse connector and one sync written in YAML flow style."""
+    return (
+        "connectors:\n  warehouse: {type: sql, url: 'sqlite:///w.db'}\n"
+        f"syncs:\n  - {body}\n"
+    )
+
+
+def test_a_project_file_loads_with_env_expanded_and_paths_resolved(tmp_path: Path) -> None:
+    path = write(tmp_path, "project.yaml", PROJECT)
+    project = load_project(path, env=ENV)
+    assert list(project.syncs) == ["contact_to_warehouse"]
+    sync = project.syncs["contact_to_warehouse"]
+    assert sync.file == path
+    assert sync.config.destination.matchKey == ["email"]
+    assert project.connectors["warehouse"].url.get_secret_value() == ENV["WAREHOUSE_URL"]
+    assert project.objectstack.url.get_secret_value() == f"sqlite:///{tmp_path}/data/objectstack.db"
+
+
+def test_connector_urls_are_secret_in_reprs(tmp_path: Path) -> None:
+    project = load_project(write(tmp_path, "project.yaml", PROJECT), env=ENV)
+    assert "s3cret-pw" not in repr(project)
+    assert "s3cret-pw" not in str(project.connectors)
+
+
+def test_env_default_applies_when_the_variable_is_unset(tmp_path: Path) -> None:
+    text = PROJECT.replace("${WAREHOUSE_URL}", "${WAREHOUSE_URL:-sqlite:///fallback.db}")
+    project = load_project(write(tmp_path, "p.yaml", text), env={})
+    assert project.connectors["warehouse"].url.get_secret_value() == (
+        f"sqlite:///{tmp_path}/fallback.db"
+    )
+
+
+def test_double_dollar_writes_a_literal_placeholder(tmp_path: Path) -> None:
+    text = PROJECT.replace("label: x", "").replace(
+        "    schedule:", "    description: 'costs $${AMOUNT}'\n    schedule:"
+    )
+    project = load_project(write(tmp_path, "p.yaml", text), env=ENV)
+    assert project.syncs["contact_to_warehouse"].config.description == "costs ${AMOUNT}"
+
+
+def test_a_file_with_one_sync_config_is_a_project_of_one(tmp_path: Path) -> None:
+    config = {"name": "contact_sync", "source": {"object": "contact"},
+              "destination": {"object": "lead", "operation": "upsert"}}
+    write(tmp_path, "contact_sync.json", json.dumps(config))
+    project = load_project(tmp_path)
+    assert project.syncs["contact_sync"].config.to_spec()["destination"] == {
+        "object": "lead", "operation": "upsert"
+    }
+
+
+def test_a_folder_is_one_project(tmp_path: Path) -> None:
+    write(tmp_path, "project.yaml", PROJECT)
+    write(tmp_path, "syncs/leads.yml", "name: lead_copy\nsource: {object: lead}\n"
+          "destination: {object: lead_archive, operation: insert}\n")
+    write(tmp_path, ".hidden/ignored.yaml", "not: [valid")
+    project = load_project(tmp_path, env=ENV)
+    assert sorted(project.syncs) == ["contact_to_warehouse", "lead_copy"]
+
+
+def test_yaml_dates_stay_strings(tmp_path: Path) -> None:
+    write(tmp_path, "s.yaml", "name: s\nsource: {object: a}\n"
+          "destination: {object: b, operation: insert}\ndescription: 2024-01-31\n")
+    assert load_project(tmp_path).syncs["s"].config.description == "2024-01-31"
+
+
+def test_two_syncs_with_one_name_name_both_files(tmp_path: Path) -> None:
+    body = "name: dup\nsource: {object: a}\ndestination: {object: b, operation: insert}\n"
+    assert problems(tmp_path, ("a.yaml", body), ("b/b.yaml", "# copy\n" + body)) == (
+        "b/b.yaml:2: name: a sync named 'dup' is already defined at a.yaml:1"
+    )
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    text = "syncs:\n  - name: a\n    source: {object: a\n    destination: {}\n"
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: (file): invalid YAML: expected ',' or '}', but got ':'"
+    )
+
+
+def test_a_key_written_twice_is_an_error(tmp_path: Path) -> None:
+    text = "name: a\nsource: {object: x}\ndestination: {object: y, operation: insert}\nname: b\n"
+    assert problems(tmp_path, ("s.yaml", text)) == (
+        "s.yaml:4: name: key 'name' appears twice in one mapping (first on line 1)"
+    )
+
+
+def test_an_unset_env_var_is_an_error_without_default(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.yaml", PROJECT), env={}) == (
+        "p.yaml:3: connectors.warehouse.url: environment variable WAREHOUSE_URL is not set "
+        "(write ${WAREHOUSE_URL:-default} to give a fallback)"
+    )
+
+
+def test_an_unknown_project_key_is_an_error(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.yaml", "sync:\n  - name: a\n")) == (
+        "p.yaml:1: sync: unknown key; a project has objectstack, connectors, state, syncs"
+    )
+
+
+def test_an_unknown_connector_type_lists_the_available_ones(tmp_path: Path) -> None:
+    text = "connectors:\n  lake: {type: mongo, url: 'mongodb://x'}\n"
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:2: connectors.lake.type: unknown connector type 'mongo'; available: sql"
+    )
+
+
+def test_schema_errors_name_file_line_and_path(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: Contact-Sync, source: {object: contact},\n"
+        "     destination: {object: lead, operation: upsert_contact}, batchSize: 0}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == "\n".join([
+        "p.yaml:4: syncs[0].name: must be snake_case: a lowercase letter or _ then lowercase "
+        "letters, digits or _ (got 'Contact-Sync')",
+        "p.yaml:5: syncs[0].destination.operation: must be one of insert, update, upsert, "
+        "delete, sync (got 'upsert_contact')",
+        "p.yaml:5: syncs[0].batchSize: must be at least 1 (got 0)",
+    ])
+
+
+def test_an_endpoint_needs_an_object_or_a_connector(tmp_path: Path) -> None:
+    text = one_sync("{name: s, source: {}, destination: {object: lead, operation: insert}}")
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].source: needs `object` (an ObjectStack object) or "
+        "`connectorInstanceId` (a connector instance defined under `connectors:`)"
+    )
+
+
+def test_an_endpoint_cannot_have_both_object_and_connector(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a, connectorInstanceId: warehouse, externalResource: t},"
+        " destination: {object: lead, operation: insert}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].source: has both `object` and `connectorInstanceId`; "
+        "set only one of them"
+    )
+
+
+def test_an_undefined_connector_instance_lists_the_defined_ones(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {connectorInstanceId: warehose,\n"
+        "     externalResource: t, operation: insert}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].destination.connectorInstanceId: connector instance 'warehose' "
+        "is not defined; defined: warehouse"
+    )
+
+
+def test_a_connector_endpoint_needs_an_external_resource(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {connectorInstanceId: warehouse,"
+        " operation: insert}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].destination.externalResource: is required with connector "
+        "instance 'warehouse': the table to use, optionally as schema.table"
+    )
+
+
+def test_a_schedule_must_be_valid_cron(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
+        "     schedule: '0 * * *'}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].schedule: '0 * * *' is not a valid cron expression: use five "
+        "fields 'minute hour day-of-month month day-of-week', like '0 * * * *' (hourly)"
+    )
+
+
+def test_a_schedule_in_another_dialect_cannot_schedule(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
+        "     schedule: {dialect: cel, source: 'true'}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].schedule.dialect: a sync is scheduled by a cron expression; "
+        "dialect 'cel' cannot schedule (use a string like '0 * * * *')"
+    )
+
+
+def test_two_mappings_to_one_target_are_an_error(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert,\n"
+        "     mapping: [{source: first, target: name}, {source: last, target: name}]}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].destination.mapping[1].target: 'name' is already the target "
+        "of mapping[0].target"
+    )
+
+
+def test_a_match_key_must_resolve_to_a_mapped_field(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: upsert,\n"
+        "     mapping: {email: email_address}, matchKey: [emial]}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].destination.matchKey[0]: 'emial' is not a mapped field; use a "
+        "source field or a destination field of the mapping (email_address)"
+    )
+
+
+def test_a_match_key_naming_two_fields_is_ambiguous(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: upsert,\n"
+        "     mapping: {id: external_id, code: id}, matchKey: [id]}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].destination.matchKey[0]: 'id' is ambiguous: it is a source field "
+        "mapped to 'external_id' and also a destination field; name the destination field"
+    )
+
+
+def test_a_match_key_through_the_mapping_resolves(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: upsert,\n"
+        "     mapping: {email: email_address}, matchKey: [email]}}"
+    )
+    write(tmp_path, "p.yaml", text)
+    assert load_project(tmp_path).syncs["s"].config.destination.matchKey == ["email"]
+
+
+def test_an_unknown_filter_operator_is_an_error_at_load_time(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a, filters: {amount: {$gtt: 5}}},\n"
+        "     destination: {object: b, operation: insert}}"
+    )
+    message = problems(tmp_path, ("p.yaml", text))
+    assert message.startswith("p.yaml:4: syncs[0].source.filters: at amount: unknown operator")
+    assert "$gtt" in message and "$gte" in message
+
+
+def test_a_secret_from_the_environment_never_appears_in_an_error(tmp_path: Path) -> None:
+    text = one_sync("{name: '${SYNC_NAME}', source: {object: a},"
+                    " destination: {object: b, operation: insert}}")
+    message = problems(tmp_path, ("p.yaml", text), env={"SYNC_NAME": "Hunter2-Secret"})
+    assert "Hunter2" not in message
+    assert message == (
+        "p.yaml:4: syncs[0].name: must be snake_case: a lowercase letter or _ then lowercase "
+        "letters, digits or _ (got '***')"
+    )
+
+
+def test_every_problem_of_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    bad = "name: s\nsource: {}\ndestination: {object: b, operation: insert}\n"
+    message = problems(tmp_path, ("a.yaml", bad), ("b.yaml", bad.replace("name: s", "name: t")))
+    assert message.count("needs `object`") == 2
