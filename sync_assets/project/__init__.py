@@ -135,7 +135,9 @@ def load_project(
         raise SyncConfigError(collect.problems)
     files = _files(path_list)
     if not files:
-        raise SyncConfigError.single("(file)", "no .yaml, .yml or .json files found", str(path_list[0]))
+        raise SyncConfigError.single(
+            "(file)", "no .yaml, .yml or .json files found", str(path_list[0])
+        )
 
     root = path_list[0] if path_list[0].is_dir() else path_list[0].parent
     objectstack: tuple[ObjectStackSettings, str] | None = None

@@ -89,7 +89,9 @@ def check_mapping(config: DataSyncConfig) -> Found:
     if isinstance(mapping, dict):
         entries = [(("destination", "mapping", s), t) for s, t in mapping.items()]
     elif isinstance(mapping, list):
-        entries = [(("destination", "mapping", i, "target"), m.target) for i, m in enumerate(mapping)]
+        entries = [
+            (("destination", "mapping", i, "target"), m.target) for i, m in enumerate(mapping)
+        ]
     else:
         entries = []
     for path, target in entries:
@@ -135,7 +137,7 @@ def check_match_key(config: DataSyncConfig) -> Found:
                 (
                     ("destination", "matchKey", i),
                     f"'{name}' is ambiguous: it is a source field mapped to "
-                    f"'{[f for f in fields if f != name][0]}' and also a destination field; "
+                    f"'{next(f for f in fields if f != name)}' and also a destination field; "
                     "name the destination field",
                 )
             )

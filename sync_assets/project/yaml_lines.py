@@ -88,7 +88,9 @@ def read_config_file(path: Path, display: str | None = None) -> tuple[Any, Lines
             return json.loads(text), {}
         except json.JSONDecodeError as exc:
             raise FileFormatError(
-                Problem("(file)", f"invalid JSON: {exc.msg} (column {exc.colno})", shown, exc.lineno)
+                Problem(
+                    "(file)", f"invalid JSON: {exc.msg} (column {exc.colno})", shown, exc.lineno
+                )
             ) from None
     loader = _Loader(text)
     try:
