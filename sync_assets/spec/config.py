@@ -8,7 +8,7 @@ from pydantic import Field, Strict
 
 from .expression import CelExpressionInput, CronExpressionInput
 from .mapping import FieldMapping, MappingInput
-from .types import NotNull, OptStr, SafeInt, SpecModel, StrList
+from .types import DropProto, NotNull, OptStr, SafeInt, SpecModel, StrList
 
 SyncDirection = Literal["push", "pull", "bidirectional"]
 SyncMode = Literal["full", "incremental", "realtime"]
@@ -98,7 +98,7 @@ class DataSyncConfig(SpecModel):
     optimization: Annotated[OptimizationConfig | None, NotNull] = None
     audit: Annotated[AuditConfig | None, NotNull] = None
     tags: StrList = None
-    metadata: Annotated[dict[str, Any] | None, NotNull] = None
+    metadata: Annotated[dict[str, Any] | None, NotNull, DropProto] = None
 
     # Effective settings for the engine: the spec's nested defaults apply only when the parent
     # is present, but at run time an absent parent means "all defaults".

@@ -87,7 +87,7 @@ def describe(err: ErrorDetails) -> str:
     got = json_type_name(value)
     if kind == "missing":
         return "is required"
-    if kind == "null_not_allowed":
+    if kind == "null_not_allowed" or (value is None and "input" in err):
         return "must not be null (leave the key out instead)"
     if kind == "literal_error":
         shown = f"'{value}'" if isinstance(value, str) else got
@@ -105,12 +105,15 @@ def describe(err: ErrorDetails) -> str:
             "must be snake_case: a lowercase letter or _ then lowercase letters, digits or _"
             + shown
         )
-    if kind == "string_too_short":
+    if kind in {"string_too_short", "too_short"}:
         return "must not be empty"
     if kind in {"string_type"}:
         return f"must be a string (got {got})"
     if kind in {"int_type", "int_from_float", "int_parsing"}:
-        return f"must be a whole number (got {got})"
+        shown = repr(value) if got == "number" else got
+        return f"must be a whole number (got {shown})"
+    if kind in {"number_type"}:
+        return str(err["msg"])
     if kind in {"float_type", "finite_number"}:
         return f"must be a finite number (got {got})"
     if kind == "bool_type":

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Strict, Tag
 from pydantic_core import PydanticCustomError
 
 from .expression import CelExpressionInput
-from .types import NotNull, SpecModel
+from .types import DropProto, NotNull, SpecModel
 
 
 class ConstantTransform(SpecModel):
@@ -37,7 +37,7 @@ class JavascriptTransform(SpecModel):
 
 class MapTransform(SpecModel):
     type: Literal["map"]
-    mappings: dict[str, Any]
+    mappings: Annotated[dict[str, Any], DropProto]
 
 
 Transform = Annotated[
@@ -56,6 +56,8 @@ class FieldMapping(SpecModel):
 def _mapping_form(value: object) -> object:
     if value is None:
         raise PydanticCustomError("null_not_allowed", "must not be null")
+    if isinstance(value, dict) and "__proto__" in value:
+        value = {k: v for k, v in value.items() if k != "__proto__"}
     if not isinstance(value, dict | list):
         raise PydanticCustomError(
             "mapping_type",

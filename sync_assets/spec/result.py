@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, Strict
+from pydantic import AfterValidator, Strict
 from pydantic_core import PydanticCustomError
 
-from .types import NotNull, OptStr, SafeInt, SpecModel, StrList
+from .types import NotNull, Number, OptStr, SafeInt, SpecModel, StrList
 
 SyncExecutionStatus = Literal["pending", "running", "completed", "partial", "failed", "cancelled"]
 
@@ -60,10 +60,7 @@ class SyncExecutionResult(SpecModel):
     status: SyncExecutionStatus
     startedAt: UtcDateTime
     completedAt: Annotated[UtcDateTime | None, NotNull] = None
-    durationMs: Annotated[
-        Annotated[int, Strict()] | Annotated[float, Strict(), Field(allow_inf_nan=False)] | None,
-        NotNull,
-    ] = None
+    durationMs: Annotated[Number | None, NotNull] = None
     stats: Annotated[SyncStats | None, NotNull] = None
     errors: Annotated[list[SyncErrorItem] | None, NotNull] = None
     logs: StrList = None

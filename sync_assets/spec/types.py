@@ -8,6 +8,7 @@ here too. `null` is rejected wherever a field is optional or has a default; only
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Annotated, Any
 
@@ -54,6 +55,32 @@ def _integral(value: object) -> object:
 
 NotNull = BeforeValidator(_reject_null)
 
+
+def _finite_number(value: object) -> object:
+    if value is None:
+        raise PydanticCustomError("null_not_allowed", "must not be null")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "number_type", "must be a number (got {got})", {"got": json_type_name(value)}
+        )
+    # JavaScript reads an integer beyond the double range as Infinity, which zod refuses.
+    if not math.isfinite(float(value) if abs(value) < 1e308 else math.inf):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+Number = Annotated[int | float, BeforeValidator(_finite_number)]
+
+
+def _drop_proto(value: object) -> object:
+    # zod's records skip `__proto__` (a prototype-pollution guard): never validated or kept.
+    if isinstance(value, dict) and "__proto__" in value:
+        return {k: v for k, v in value.items() if k != "__proto__"}
+    return value
+
+
+DropProto = BeforeValidator(_drop_proto)
+
 OptStr = Annotated[str | None, NotNull]
 OptBool = Annotated[bool | None, NotNull]
 StrList = Annotated[list[Annotated[str, Strict()]] | None, NotNull]
@@ -96,4 +123,6 @@ class SpecModel(_PydanticBase):
 
     def to_spec(self) -> dict[str, Any]:
         """The JSON-ready camelCase dict the official `@objectstack/spec` parse returns."""
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        # Python mode: every value is JSON-native already, and json mode would mangle a lone
+        # surrogate in a dict key.
+        return self.model_dump(mode="python", by_alias=True, exclude_unset=True)
