@@ -1,0 +1,308 @@
+"""SQL endpoints: any database SQLAlchemy reaches, for connector instances of `type: sql` and
+for the ObjectStack datastore (whose objects are tables).
+
+Names are always quoted by SQLAlchemy and values always bound. Reads are keyset-paginated. On
+SQLite the change-tracking column is compared as stored text, so a cursor never drifts between
+the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:00.000000').
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+
+from .. import filters as objectql
+from .base import ConnectorError, Description, Endpoint, FieldInfo, ReadRequest, Record
+
+_ENGINES: dict[tuple[str, str], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+CURSOR_COLUMN = "__sync_cursor__"
+_CHUNK = 500  # keys per IN (...) lookup: well under every database's parameter limit
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets a sync read a table while another connection writes to the same file.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
+    """One pooled engine per URL and options in this process."""
+    key = (url, repr(sorted((options or {}).items())))
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            try:
+                engine = sa.create_engine(url, **(options or {}))
+            except (SQLAlchemyError, ImportError, ValueError) as exc:
+                raise ConnectorError(
+                    f"cannot use database URL {safe_url(url)}: {type(exc).__name__}: "
+                    f"{redact(str(exc), url)}"
+                ) from None
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def safe_url(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown by its scheme only
+        return url.split(":", 1)[0] + "://…"
+
+
+def redact(message: str, url: str) -> str:
+    """Remove the URL's password from a message, whatever a driver chose to echo."""
+    try:
+        password = sa.make_url(url).password
+    except Exception:
+        password = None
+    if password:
+        message = message.replace(str(password), "***")
+    return message
+
+
+def describe_db_error(exc: BaseException, url: str) -> str:
+    """The first line of a driver error, without SQL text, parameters or password."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return redact(f"{type(orig).__name__}: {text}", url)
+
+
+def split_resource(resource: str, default_schema: str | None) -> tuple[str | None, str]:
+    """`schema.table` or `table`; a quoted name is not split."""
+    if "." in resource and not resource.startswith('"'):
+        schema, _, table = resource.partition(".")
+        return schema, table
+    return default_schema, resource
+
+
+def generic_type(type_: Any) -> Any:
+    """A portable type for creating a destination column from a source column's type."""
+    try:
+        generic = type_.as_generic()
+    except (NotImplementedError, AttributeError):
+        return sa.Text()
+    if isinstance(generic, sa.types.NullType):
+        return sa.Text()
+    if isinstance(generic, sa.String) and not isinstance(generic, sa.Text):
+        return sa.Text() if not generic.length else sa.String(generic.length)
+    return generic
+
+
+class SqlTable(Endpoint):
+    """A table in a SQL database, read and written with SQLAlchemy Core."""
+
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        schema: str | None = None,
+        display: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.schema, self.table_name = split_resource(table, schema)
+        self.display = display or (f"{self.schema}.{self.table_name}" if self.schema
+                                   else self.table_name)
+        self.engine = get_engine(url, engine_options)
+        self._table: sa.Table | None = None
+
+    # -- errors ---------------------------------------------------------------------------
+    def error(self, exc: BaseException, doing: str) -> ConnectorError:
+        return ConnectorError(
+            f"{doing} {self.display} on {safe_url(self.url)} failed: "
+            f"{describe_db_error(exc, self.url)}"
+        )
+
+    # -- describe -------------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def reflect(self, *, refresh: bool = False) -> sa.Table | None:
+        if self._table is not None and not refresh:
+            return self._table
+        try:
+            self._table = sa.Table(
+                self.table_name, sa.MetaData(), schema=self.schema, autoload_with=self.engine
+            )
+        except NoSuchTableError:
+            self._table = None
+        except DBAPIError as exc:
+            raise self.error(exc, "reading the structure of") from None
+        return self._table
+
+    def describe(self) -> Description:
+        table = self.reflect()
+        if table is None:
+            return Description(fields={}, primary_key=(), exists=False)
+        return Description(
+            fields={c.name: FieldInfo(c.name, c.type, bool(c.nullable)) for c in table.columns},
+            primary_key=tuple(c.name for c in table.primary_key.columns),
+        )
+
+    def table(self) -> sa.Table:
+        table = self.reflect()
+        if table is None:
+            raise ConnectorError(f"table {self.display} does not exist on {safe_url(self.url)}")
+        return table
+
+    def column(self, name: str) -> sa.Column[Any]:
+        table = self.table()
+        if name not in table.c:
+            known = ", ".join(table.c.keys())
+            raise ConnectorError(f"{self.display} has no column '{name}'; columns: {known}")
+        return table.c[name]
+
+    # -- read -----------------------------------------------------------------------------
+    def _cursor_expr(self, name: str) -> sa.ColumnElement[Any]:
+        col = self.column(name)
+        if self.dialect == "sqlite":
+            return sa.type_coerce(col, sa.Text())
+        return col
+
+    def _bounded(self, stmt: sa.Select[Any], request: ReadRequest) -> sa.Select[Any]:
+        table = self.table()
+        if request.filter is not None:
+            try:
+                stmt = stmt.where(objectql.compile_filter(request.filter, dict(table.c)))
+            except objectql.FilterError as exc:
+                raise ConnectorError(f"source.filters on {self.display}: {exc}") from None
+        if request.cursor_field is not None:
+            cur = self._cursor_expr(request.cursor_field)
+            stmt = stmt.where(cur.is_not(None))
+            if request.lower is not None:
+                stmt = stmt.where(cur >= request.lower)
+            if request.upper is not None:
+                stmt = stmt.where(cur <= request.upper)
+        return stmt
+
+    def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
+        cur = self._cursor_expr(cursor_field)
+        stmt = self._bounded(sa.select(sa.func.max(cur)), request)
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(stmt).scalar()
+        except DBAPIError as exc:
+            raise self.error(exc, "reading") from None
+
+    def read_batches(self, request: ReadRequest) -> Iterator[list[Record]]:
+        columns = [self.column(c) for c in request.columns]
+        order = [
+            self._cursor_expr(c) if c == request.cursor_field else self.column(c)
+            for c in request.order_by
+        ]
+        extra = []
+        if request.cursor_field is not None:
+            extra = [self._cursor_expr(request.cursor_field).label(CURSOR_COLUMN)]
+        after = request.after
+        while True:
+            stmt = self._bounded(sa.select(*columns, *extra), request)
+            if after is not None:
+                stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
+            stmt = stmt.order_by(*order).limit(request.batch_size)
+            try:
+                with self.engine.connect() as conn:
+                    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+            except DBAPIError as exc:
+                raise self.error(exc, "reading") from None
+            if not rows:
+                return
+            yield rows
+            if len(rows) < request.batch_size:
+                return
+            last = rows[-1]
+            after = tuple(
+                last[CURSOR_COLUMN] if c == request.cursor_field else last[c]
+                for c in request.order_by
+            )
+
+    def lookup_table(self, table: str, key_field: str, value_field: str) -> dict[Any, Any]:
+        """A whole key -> value table from the same database (for `lookup` transforms)."""
+        other = SqlTable(self.url, table, self.schema)
+        key, value = other.column(key_field), other.column(value_field)
+        try:
+            with self.engine.connect() as conn:
+                return {k: v for k, v in conn.execute(sa.select(key, value))}
+        except DBAPIError as exc:
+            raise other.error(exc, "reading lookup table") from None
+
+    # -- write (inside the engine's transaction) -------------------------------------------
+    def create(self, conn: Connection, columns: Sequence[tuple[str, Any]],
+               key: Sequence[str]) -> None:
+        """Create the table with these columns; the key becomes its primary key."""
+        table = sa.Table(
+            self.table_name,
+            sa.MetaData(),
+            *[sa.Column(name, type_, primary_key=name in key, nullable=name not in key)
+              for name, type_ in columns],
+            schema=self.schema,
+        )
+        table.create(conn)
+        self._table = table
+
+    def fetch(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]],
+              columns: Sequence[str]) -> list[Record]:
+        """Rows whose key is among `keys`, with the key and the given columns."""
+        table = self.table()
+        key_cols = [table.c[k] for k in key]
+        wanted = list(dict.fromkeys([*key, *columns]))
+        out: list[Record] = []
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            cond = (key_cols[0].in_([k[0] for k in chunk]) if len(key_cols) == 1
+                    else sa.tuple_(*key_cols).in_(chunk))
+            stmt = sa.select(*[table.c[c] for c in wanted]).where(cond)
+            out.extend(dict(r) for r in conn.execute(stmt).mappings())
+        return out
+
+    def insert(self, conn: Connection, rows: Sequence[Record]) -> None:
+        if rows:
+            conn.execute(sa.insert(self.table()), list(rows))
+
+    def update(self, conn: Connection, key: Sequence[str], rows: Sequence[Record]) -> None:
+        if not rows:
+            return
+        table = self.table()
+        columns = [c for c in rows[0] if c not in key]
+        if not columns:
+            return
+        stmt = (
+            sa.update(table)
+            .where(*[table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(key)])
+            .values({c: sa.bindparam(f"v_{j}") for j, c in enumerate(columns)})
+        )
+        params = [
+            {**{f"k_{i}": r[k] for i, k in enumerate(key)},
+             **{f"v_{j}": r.get(c) for j, c in enumerate(columns)}}
+            for r in rows
+        ]
+        conn.execute(stmt, params)
+
+    def delete(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> int:
+        table = self.table()
+        key_cols = [table.c[k] for k in key]
+        deleted = 0
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            cond = (key_cols[0].in_([k[0] for k in chunk]) if len(key_cols) == 1
+                    else sa.tuple_(*key_cols).in_(chunk))
+            deleted += conn.execute(sa.delete(table).where(cond)).rowcount or 0
+        return deleted

@@ -1,0 +1,257 @@
+"""Mapping source records to destination records: renames, the five transforms, defaults.
+
+A `RecordMapper` is built once per run from the config and the source's description; mapping
+one record returns the destination record and the per-field problems (a failed cast, an
+expression error), so one bad value costs one record, not the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..connectors.base import Description, Record
+from ..spec import DataSyncConfig, FieldMapping
+from ..spec.mapping import (
+    CastTransform,
+    ConstantTransform,
+    JavascriptTransform,
+    LookupTransform,
+    MapTransform,
+)
+from .cel import EvaluationError, compile_expression
+from .records import plain
+
+LookupLoader = Callable[[str, str, str], Mapping[Any, Any]]
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TRUE = {"true", "t", "yes", "y", "1", "on"}
+_FALSE = {"false", "f", "no", "n", "0", "off"}
+
+
+class FieldError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    code: str
+    message: str
+
+
+# -- casts ---------------------------------------------------------------------------------
+def cast_value(value: Any, target: str) -> Any:
+    """Cast for `{type: cast}`; None stays None. Raises FieldError with a readable reason."""
+    if value is None:
+        return None
+    try:
+        if target == "string":
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, datetime | date):
+                return value.isoformat()
+            p = plain(value)
+            return p if isinstance(p, str) else json.dumps(p) if isinstance(p, dict | list) \
+                else str(p)
+        if target == "number":
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, int | float):
+                return value
+            if isinstance(value, Decimal):
+                return int(value) if value == value.to_integral_value() else float(value)
+            if isinstance(value, str):
+                text = value.strip()
+                if "_" in text:  # Decimal() would accept "1_000"; JavaScript's Number() not
+                    raise InvalidOperation
+                number = Decimal(text)
+                if not number.is_finite():
+                    raise InvalidOperation
+                return int(number) if number == number.to_integral_value() else float(number)
+        if target == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, int | float | Decimal) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+        if target == "date":
+            if isinstance(value, datetime):
+                return value.date()
+            if isinstance(value, date):
+                return value
+            if isinstance(value, str):
+                text = value.strip().replace("Z", "+00:00")
+                return (datetime.fromisoformat(text).date() if "T" in text or " " in text
+                        else date.fromisoformat(text))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return datetime.fromtimestamp(value / 1000, tz=UTC).date()  # epoch ms, as JS
+    except (ValueError, InvalidOperation, OverflowError, OSError):
+        pass
+    shown = repr(value) if isinstance(value, str | int | float) else type(value).__name__
+    raise FieldError("CAST_ERROR", f"cannot cast {shown[:80]} to {target}")
+
+
+CAST_TYPES: dict[str, Any] = {
+    "string": sa.Text(), "number": sa.Float(), "boolean": sa.Boolean(), "date": sa.Date(),
+}
+
+
+def _map_key(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(plain(value))
+
+
+def _type_of_constant(value: Any) -> Any:
+    if isinstance(value, bool):
+        return sa.Boolean()
+    if isinstance(value, int):
+        return sa.BigInteger()
+    if isinstance(value, float):
+        return sa.Float()
+    return sa.Text()
+
+
+class RecordMapper:
+    """The compiled mapping of one sync."""
+
+    def __init__(
+        self,
+        config: DataSyncConfig,
+        source: Description,
+        lookups: LookupLoader,
+        *,
+        cache_lookups: bool = True,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self._lookups = lookups
+        self._cache_lookups = cache_lookups
+        self._lookup_cache: dict[tuple[str, str, str], Mapping[Any, Any]] = {}
+        wanted = config.source.fields
+        available = list(source.fields)
+        if wanted is not None:
+            missing = [f for f in wanted if f not in source.fields]
+            if missing:
+                raise FieldError(
+                    "UNKNOWN_FIELD",
+                    f"source.fields names {', '.join(missing)}, not columns of the source "
+                    f"(columns: {', '.join(available)})",
+                )
+            available = list(wanted)
+        self.entries: list[FieldMapping] = config.destination.field_mappings() or [
+            FieldMapping(source=f, target=f) for f in available
+        ]
+        for i, m in enumerate(self.entries):
+            needs_source = not isinstance(m.transform, ConstantTransform)
+            if needs_source and m.source not in available:
+                where = "source.fields" if wanted is not None else "the source"
+                raise FieldError(
+                    "UNKNOWN_FIELD",
+                    f"destination.mapping[{i}].source '{m.source}' is not a field of {where} "
+                    f"(fields: {', '.join(available)})",
+                )
+        self.targets = [m.target for m in self.entries]
+        self.source_fields = list(dict.fromkeys(
+            [m.source for m in self.entries if m.source in source.fields]
+        ))
+        # Expressions may read any source field, so read the fields they name too.
+        self._programs: dict[int, Any] = {}
+        for i, m in enumerate(self.entries):
+            if isinstance(m.transform, JavascriptTransform):
+                expr = m.transform.expression
+                if expr.source is None:
+                    raise FieldError("EXPRESSION", f"destination.mapping[{i}]: an expression "
+                                     "given only as `ast` cannot run; give `source`")
+                self._programs[i] = compile_expression(expr.source)
+        if self._programs:
+            self.source_fields = list(dict.fromkeys([*self.source_fields, *available]))
+
+    # -- types of the destination columns, for creating a missing table ----------------
+    def target_types(self) -> list[tuple[str, Any]]:
+        from ..connectors.sql import generic_type
+
+        out: list[tuple[str, Any]] = []
+        for m in self.entries:
+            t = m.transform
+            if isinstance(t, CastTransform):
+                type_ = CAST_TYPES[t.targetType]
+            elif isinstance(t, ConstantTransform):
+                type_ = _type_of_constant(t.value)
+            elif isinstance(t, JavascriptTransform | LookupTransform | MapTransform):
+                src = self.source.fields.get(m.source)
+                type_ = (generic_type(src.type) if isinstance(t, MapTransform) and src
+                         and isinstance(generic_type(src.type), sa.String) else sa.Text())
+            else:
+                src = self.source.fields.get(m.source)
+                type_ = generic_type(src.type) if src else sa.Text()
+            out.append((m.target, type_))
+        return out
+
+    # -- mapping ---------------------------------------------------------------------------
+    def _lookup(self, t: LookupTransform) -> Mapping[Any, Any]:
+        key = (t.table, t.keyField, t.valueField)
+        if key not in self._lookup_cache:
+            table = self._lookups(*key)
+            self._lookup_cache[key] = {_map_key(k): v for k, v in table.items()}
+        return self._lookup_cache[key]
+
+    def start_batch(self) -> None:
+        if not self._cache_lookups:
+            self._lookup_cache.clear()
+
+    def map(self, record: Mapping[str, Any]) -> tuple[Record, list[FieldProblem]]:
+        out: Record = {}
+        problems: list[FieldProblem] = []
+        for i, m in enumerate(self.entries):
+            try:
+                out[m.target] = self._value(i, m, record)
+            except FieldError as exc:
+                problems.append(FieldProblem(m.target, exc.code, str(exc)))
+            except EvaluationError as exc:
+                problems.append(FieldProblem(m.target, "EXPRESSION_ERROR", str(exc)))
+        return out, problems
+
+    def _value(self, i: int, m: FieldMapping, record: Mapping[str, Any]) -> Any:
+        t = m.transform
+        if isinstance(t, ConstantTransform):
+            return t.value
+        value = record.get(m.source)
+        if value is None and "defaultValue" in m.model_fields_set:
+            value = m.defaultValue
+        if t is None:
+            return value
+        if isinstance(t, CastTransform):
+            return cast_value(value, t.targetType)
+        if isinstance(t, MapTransform):
+            return t.mappings.get(_map_key(value), value) if value is not None else value
+        if isinstance(t, LookupTransform):
+            return None if value is None else self._lookup(t).get(_map_key(value))
+        program = self._programs[i]
+        variables: dict[str, Any] = {k: v for k, v in record.items() if _IDENT.match(k)}
+        variables.update(value=value, record=dict(record))
+        return program.evaluate(variables)
+
+
+def resolve_names(
+    config: DataSyncConfig, names: Sequence[str], targets: Sequence[str]
+) -> list[str]:
+    """matchKey-style names (source or destination fields) as destination fields."""
+    from ..project.checks import resolve_match_key
+
+    out = []
+    for name in names:
+        found = resolve_match_key(config, name) if config.destination.mapping else (
+            [name] if name in targets else [])
+        out.append(found[0] if found else name)
+    return out

@@ -1,0 +1,31 @@
+"""What a run would do, without writing: the same code path as a run, rolled back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..connectors.base import Record
+from ..project import Project
+from ..spec import SyncExecutionResult
+from .run import RunOptions, SyncRun
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    sync_name: str
+    result: SyncExecutionResult  # the counts a run would report now
+    samples: dict[str, list[Record]]  # a few records per action: insert, update, delete
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.result.to_spec().get("stats", {})
+
+
+def plan(project: Project, sync_name: str, full_refresh: bool = False, **options: Any) -> SyncPlan:
+    """Inserted, updated, deleted, skipped and errored counts with samples; nothing is written."""
+    sync_run = SyncRun(
+        project, sync_name, RunOptions(full_refresh=full_refresh, dry_run=True, **options)
+    )
+    result = sync_run.execute()
+    return SyncPlan(sync_name, result, sync_run.samples)

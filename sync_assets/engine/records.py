@@ -1,0 +1,60 @@
+"""Record identity and change detection: keys and fingerprints of mapped records.
+
+A record's key is the JSON of its match-key values; its fingerprint hashes the mapped values
+only, so a change to an unmapped column is no change at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready, comparison-stable form of a database value."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
+            return int(value)  # 1.0 from one database and 1 from another are one value
+        return repr(value)
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value() and abs(value) < 2**53:
+            return int(value)
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def record_key(values: Sequence[Any]) -> str:
+    return json.dumps([plain(v) for v in values], separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(record: Mapping[str, Any], fields: Sequence[str]) -> str:
+    payload = json.dumps(
+        [plain(record.get(f)) for f in fields], separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def same_values(a: Mapping[str, Any], b: Mapping[str, Any], fields: Sequence[str]) -> bool:
+    return all(plain(a.get(f)) == plain(b.get(f)) for f in fields)

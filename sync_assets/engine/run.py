@@ -1,0 +1,524 @@
+"""One run of a push sync: read batches, map, validate, write, commit state, count.
+
+Each batch's rows, their fingerprints and the advanced cursor commit in one destination
+transaction, so a run killed anywhere resumes without losing or doubling a record. Unchanged
+records (same fingerprint of mapped values) are never rewritten. `dry_run` walks the same path
+and rolls every transaction back: that is what `plan` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+from .. import filters as objectql
+from ..connectors.base import ConnectorError, ReadRequest, Record
+from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error
+from ..project import Project
+from ..spec import SyncExecutionResult
+from .cel import ExpressionError
+from .endpoints import open_endpoint
+from .mapping import FieldError, RecordMapper, resolve_names
+from .records import fingerprint, plain, record_key, same_values
+from .result import ResultBuilder
+from .state import StateStore
+from .validation import RecordValidator
+
+MAPPING_CODES = {"CAST_ERROR", "EXPRESSION_ERROR"}
+
+
+class RunFailed(Exception):
+    """The run stops: nothing more is written. The message is shown to users as is."""
+
+    def __init__(self, message: str, code: str = "SYNC_FAILED") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class Progress:
+    sync_name: str
+    read: int
+    total: int | None
+    result: ResultBuilder
+
+
+@dataclass
+class RunOptions:
+    full_refresh: bool = False
+    dry_run: bool = False
+    allow_mass_delete: bool = False
+    #: mirror refuses to delete more than this share of the records it created, at once...
+    mass_delete_ratio: float = 0.5
+    #: ...unless it is no more than this many records
+    mass_delete_min: int = 10
+    progress: Callable[[Progress], None] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    run_id: str | None = None
+    sample_size: int = 5
+
+
+@dataclass
+class _Item:
+    record_id: str
+    key: str
+    key_values: tuple[Any, ...]
+    mapped: Record
+    fp: str
+    at_boundary: bool
+
+
+@dataclass
+class _Outcome:
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    changes: list[tuple[str, str, Any, Any]] = field(default_factory=list)
+    samples: list[tuple[str, Record]] = field(default_factory=list)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
+
+
+class SyncRun:
+    def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
+        self.project = project
+        self.definition = project.sync(sync_name)
+        self.config = self.definition.config
+        self.options = options or RunOptions()
+        self.result = ResultBuilder(
+            run_id=self.options.run_id or uuid.uuid4().hex,
+            sync_name=self.config.name,
+            log_level=self.config.effective_audit.logLevel,
+        )
+        self.samples: dict[str, list[Record]] = {}
+
+    # -- entry point ----------------------------------------------------------------------
+    def execute(self) -> SyncExecutionResult:
+        try:
+            self._execute()
+        except RunFailed as exc:
+            self.result.error(str(exc), code=exc.code)
+            self.result.log("error", f"run failed: {exc}")
+            return self.result.finish("failed")
+        except ConnectorError as exc:
+            self.result.error(str(exc), code="CONNECTOR_ERROR")
+            self.result.log("error", f"run failed: {exc}")
+            return self.result.finish("failed")
+        status = "partial" if self.result.errored else "completed"
+        return self.result.finish(status)
+
+    def _execute(self) -> None:
+        cfg = self.config
+        if cfg.direction != "push":
+            raise RunFailed(
+                f"direction '{cfg.direction}' is not supported by this engine yet; "
+                "only push syncs run", code="UNSUPPORTED",
+            )
+        self.source = open_endpoint(self.project, cfg.source)
+        self.dest = open_endpoint(self.project, cfg.destination)
+        sdesc = self.source.describe()
+        if not sdesc.exists:
+            raise ConnectorError(f"source table {self.source.display} does not exist")
+        try:
+            self.mapper = RecordMapper(
+                cfg, sdesc, self.source.lookup_table,
+                cache_lookups=cfg.effective_optimization.cacheEnabled,
+            )
+            self.validator = RecordValidator(cfg, self.mapper.targets)
+        except (FieldError, ExpressionError) as exc:
+            raise RunFailed(str(exc), code="CONFIG") from None
+        self.op = cfg.destination.operation
+        self.source_id = list(sdesc.primary_key) or self._source_key_fallback()
+        ddesc = self.dest.describe()
+        self.dest_exists = ddesc.exists
+        self.key = self._destination_key(ddesc)
+        self.append = self.op == "insert" and not self.key
+        if not self.key and self.op != "insert":
+            raise RunFailed(
+                f"operation '{self.op}' needs destination.matchKey (or a primary key on "
+                f"{self.dest.display}) to find the records to change", code="CONFIG",
+            )
+        if ddesc.exists:
+            missing = [t for t in self.mapper.targets if t not in ddesc.fields]
+            if missing:
+                raise ConnectorError(
+                    f"destination {self.dest.display} has no column {', '.join(missing)}; "
+                    f"columns: {', '.join(ddesc.fields)}"
+                )
+        self.state = StateStore(cfg.name, self.dest.schema)
+        with self.dest.engine.begin() as conn:
+            self.state.ensure(conn)
+            cursor = self.state.load_cursor(conn)
+        if self.options.full_refresh:
+            cursor = None
+            self.result.log("info", "full refresh: every record is read and rewritten")
+        self.seen: set[str] = set()
+        self.key_unknown = 0
+        self._read_and_write(cursor)
+        if self.op == "sync":
+            self._mirror_deletes(cursor)
+        if cfg.effective_audit.trackChanges and not self.options.dry_run:
+            with self.dest.engine.begin() as conn:
+                self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
+
+    def _source_key_fallback(self) -> list[str]:
+        names = self.config.destination.matchKey or []
+        by_target = {m.target: m.source for m in self.mapper.entries}
+        resolved = resolve_names(self.config, names, self.mapper.targets)
+        found = [by_target.get(n, n) for n in resolved]
+        if found and all(f in self.mapper.source.fields for f in found):
+            return found
+        raise ConnectorError(
+            f"source {self.source.display} has no primary key; give it one, or a matchKey "
+            "that names source fields, so records can be read in a stable order"
+        )
+
+    def _destination_key(self, ddesc: Any) -> list[str]:
+        if self.config.destination.matchKey:
+            return resolve_names(self.config, self.config.destination.matchKey, self.mapper.targets)
+        if ddesc.exists and ddesc.primary_key and all(
+            k in self.mapper.targets for k in ddesc.primary_key
+        ):
+            return list(ddesc.primary_key)
+        if not ddesc.exists:
+            # A table we create gets the source's primary key, where the mapping carries it.
+            targets = {m.source: m.target for m in self.mapper.entries if m.transform is None}
+            mapped = [targets.get(k) for k in self.mapper.source.primary_key]
+            if mapped and all(mapped):
+                return [m for m in mapped if m]
+        return []
+
+    # -- reading ----------------------------------------------------------------------------
+    def _request(self, cursor: Any) -> ReadRequest:
+        cfg = self.config
+        ctf = cfg.changeTrackingField
+        if ctf and ctf not in self.mapper.source.fields:
+            raise ConnectorError(
+                f"changeTrackingField '{ctf}' is not a column of {self.source.display}"
+            )
+        try:
+            filt = objectql.parse_filter(cfg.source.filters) if cfg.source.filters else None
+        except objectql.FilterError as exc:
+            raise RunFailed(str(exc), code="CONFIG") from None
+        incremental = bool(ctf) and cfg.syncMode in ("incremental", "realtime")
+        columns = list(dict.fromkeys([*self.mapper.source_fields, *self.source_id,
+                                      *([ctf] if ctf else [])]))
+        return ReadRequest(
+            columns=columns,
+            order_by=[ctf, *self.source_id] if incremental and ctf else self.source_id,
+            batch_size=cfg.batchSize,
+            filter=filt,
+            cursor_field=ctf if incremental else None,
+            lower=cursor if incremental else None,
+        )
+
+    def _read_and_write(self, cursor: Any) -> None:
+        request = self._request(cursor)
+        ctf = self.config.changeTrackingField
+        if request.cursor_field is not None:
+            # The high-water mark bounds this run: what changes during it is the next run's.
+            upper = self.source.high_water_mark(request.cursor_field, request)
+            request = ReadRequest(**{**request.__dict__, "upper": upper})
+            start = "the start" if cursor is None else plain(cursor)
+            self.result.log("info", f"incremental read on {ctf} from {start} to {plain(upper)}")
+        else:
+            self.result.log("info", f"reading all of {self.source.display}")
+        read = 0
+        for rows in self.source.read_batches(request):
+            read += len(rows)
+            items = self._prepare(rows, request)
+            last_cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
+            self._write_with_policy(items, last_cursor)
+            if self.options.progress:
+                self.options.progress(Progress(self.config.name, read, None, self.result))
+        self.result.log("info", f"read {read} records from {self.source.display}")
+
+    def _record_id(self, row: Record) -> str:
+        values = [row.get(k) for k in self.source_id]
+        return str(plain(values[0])) if len(values) == 1 else record_key(values)
+
+    def _prepare(self, rows: Sequence[Record], request: ReadRequest) -> list[_Item]:
+        self.mapper.start_batch()
+        policy = self.config.effective_error_handling.onValidationError
+        by_key: dict[str, _Item] = {}
+        for row in rows:
+            rid = self._record_id(row)
+            mapped, problems = self.mapper.map(row)
+            problems += self.validator.check(rid, mapped, row)
+            key_fields = self.key if not self.append else self.source_id
+            key_source = row if self.append else mapped
+            key_values = tuple(key_source.get(k) for k in key_fields)
+            if any(v is None for v in key_values):
+                self.key_unknown += 1
+                self.result.errored += 1
+                self.result.error(
+                    f"no value for the match key ({', '.join(key_fields)})",
+                    record_id=rid, field_name=key_fields[0], code="KEY_MISSING",
+                )
+                continue
+            key = record_key(key_values)
+            self.seen.add(key)
+            if problems:
+                for p in problems:
+                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+                if policy == "fail":
+                    first = problems[0]
+                    raise RunFailed(
+                        f"record {rid}: {first.field}: {first.message} "
+                        "(errorHandling.onValidationError is fail)", code=first.code,
+                    )
+                if policy == "skip":
+                    self.result.errored += 1
+                    continue
+                for p in problems:  # log: written anyway; a value that failed to map is null
+                    if p.code in MAPPING_CODES:
+                        mapped[p.field] = None
+            at_boundary = (
+                request.cursor_field is not None and request.lower is not None
+                and plain(row.get(CURSOR_COLUMN)) == plain(request.lower)
+            )
+            if key in by_key:
+                self.result.skipped += 1  # the later version of one key in one batch wins
+                self.result.log("debug", f"record {by_key[key].record_id} superseded by {rid}")
+            by_key[key] = _Item(rid, key, key_values, mapped,
+                                fingerprint(mapped, self.mapper.targets), at_boundary)
+        return list(by_key.values())
+
+    # -- writing ----------------------------------------------------------------------------
+    def _write_with_policy(self, items: list[_Item], cursor: Any) -> None:
+        handling = self.config.effective_error_handling
+        retry = self.config.effective_retry
+        attempt = 0
+        while True:
+            try:
+                outcome = self._write(items, cursor)
+                break
+            except (ConnectorError, RunFailed):
+                raise
+            except DBAPIError as exc:
+                message = describe_db_error(exc, self.dest.url)
+                retryable = handling.onSyncError == "retry" or _transient(exc)
+                if retryable and attempt < retry.maxAttempts:
+                    attempt += 1
+                    self.result.log("warn", f"batch failed ({message}); retry {attempt} of "
+                                            f"{retry.maxAttempts} in {retry.backoffMs} ms")
+                    self.options.sleep(retry.backoffMs / 1000 * (2 ** (attempt - 1)))
+                    continue
+                if handling.onSyncError == "skip" and not _transient(exc) and len(items) > 1:
+                    self.result.log("warn", f"batch failed ({message}); writing its records "
+                                            "one by one to skip the bad ones")
+                    self._write_one_by_one(items, cursor)
+                    return
+                if handling.onSyncError == "skip" and not _transient(exc):
+                    self._refuse(items[0], message)
+                    return
+                raise RunFailed(
+                    f"writing to {self.dest.display} failed: {message}", code="WRITE_ERROR"
+                ) from None
+        self._count(outcome)
+
+    def _write_one_by_one(self, items: list[_Item], cursor: Any) -> None:
+        for i, item in enumerate(items):
+            last = cursor if i == len(items) - 1 else None
+            try:
+                self._count(self._write([item], last))
+            except DBAPIError as exc:
+                self._refuse(item, describe_db_error(exc, self.dest.url))
+
+    def _refuse(self, item: _Item, message: str) -> None:
+        self.result.errored += 1
+        self.result.error(f"{self.dest.display} refused the record: {message}",
+                          record_id=item.record_id, code="WRITE_ERROR")
+
+    def _count(self, outcome: _Outcome) -> None:
+        r = self.result
+        r.inserted += outcome.inserted
+        r.updated += outcome.updated
+        r.deleted += outcome.deleted
+        r.skipped += outcome.skipped
+        for action, record in outcome.samples:
+            bucket = self.samples.setdefault(action, [])
+            if len(bucket) < self.options.sample_size:
+                bucket.append(record)
+
+    def _ensure_table(self, conn: Connection) -> None:
+        if self.dest_exists:
+            return
+        assert isinstance(self.dest, SqlTable)
+        self.dest.create(conn, self.mapper.target_types(), self.key)
+        self.result.log("info", f"created table {self.dest.display}")
+
+    def _transaction(self) -> Any:
+        return _Tx(self.dest.engine, rollback=self.options.dry_run)
+
+    def _write(self, items: list[_Item], cursor: Any) -> _Outcome:
+        out = _Outcome()
+        targets = self.mapper.targets
+        with self._transaction() as conn:
+            self._ensure_table(conn)
+            known = self.state.fingerprints(conn, [i.key for i in items])
+            todo: list[_Item] = []
+            for it in items:
+                prev = known.get(it.key)
+                if prev and prev[0] == it.fp and not self.options.full_refresh:
+                    if not it.at_boundary:  # a boundary re-read was counted by the last run
+                        out.skipped += 1
+                    continue
+                todo.append(it)
+            existing: dict[str, Record] = {}
+            if todo and not self.append and self.dest_exists:
+                rows = self.dest.fetch(conn, self.key, [i.key_values for i in todo], targets)
+                existing = {record_key([r[k] for k in self.key]): r for r in rows}
+            inserts, updates, deletes, states = [], [], [], []
+            for it in todo:
+                cur = existing.get(it.key)
+                created = known.get(it.key, (None, False))[1]
+                if self.op == "delete":
+                    if cur is not None:
+                        deletes.append(it)
+                    else:
+                        out.skipped += 1
+                    continue
+                if cur is None:
+                    if self.op == "update":
+                        out.skipped += 1
+                        continue
+                    inserts.append(it)
+                    states.append((it.key, it.fp, True))
+                    continue
+                if self.op == "insert" or same_values(cur, it.mapped, targets):
+                    out.skipped += 1  # already there as it should be
+                    states.append((it.key, it.fp, created))
+                    continue
+                updates.append((it, cur))
+                states.append((it.key, it.fp, created))
+            self.dest.insert(conn, [i.mapped for i in inserts])
+            self.dest.update(conn, self.key, [i.mapped for i, _ in updates])
+            if deletes:
+                out.deleted += self.dest.delete(conn, self.key, [i.key_values for i in deletes])
+                self.state.forget(conn, [i.key for i in deletes])
+            self.state.save_records(conn, states, set(known))
+            out.inserted += len(inserts)
+            out.updated += len(updates)
+            out.samples = (
+                [("insert", i.mapped) for i in inserts[: self.options.sample_size]]
+                + [("update", i.mapped) for i, _ in updates[: self.options.sample_size]]
+                + [("delete", i.mapped) for i in deletes[: self.options.sample_size]]
+            )
+            if self.config.effective_audit.trackChanges:
+                out.changes = (
+                    [("insert", i.key, None, i.mapped) for i in inserts]
+                    + [("update", i.key, {k: c.get(k) for k in targets}, i.mapped)
+                       for i, c in updates]
+                    + [("delete", i.key, i.mapped, None) for i in deletes]
+                )
+                self.state.log_changes(conn, self.result.run_id, out.changes)
+            if cursor is not None:
+                self.state.save_cursor(conn, cursor)
+                self.result.cursor = cursor
+        if not self.options.dry_run:
+            self.dest_exists = True  # created (if it was missing) and committed
+        return out
+
+    # -- mirror -----------------------------------------------------------------------------
+    def _all_source_keys(self) -> None:
+        """Mirror needs every source key, not just the changed ones an incremental run read."""
+        request = self._request(None)
+        request = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
+                                 "order_by": self.source_id, "batch_size": 5000})
+        for rows in self.source.read_batches(request):
+            for row in rows:
+                mapped, _ = self.mapper.map(row)
+                values = tuple(mapped.get(k) for k in self.key)
+                if any(v is None for v in values):
+                    self.key_unknown += 1
+                else:
+                    self.seen.add(record_key(values))
+
+    def _mirror_deletes(self, cursor: Any) -> None:
+        if self.config.changeTrackingField and self.config.syncMode != "full":
+            self.seen = set()
+            self.key_unknown = 0
+            self._all_source_keys()
+        if self.key_unknown:
+            self.result.log("warn", f"{self.key_unknown} source records have no match key; "
+                                    "mirror deletes are skipped this run to be safe")
+            return
+        with self.dest.engine.connect() as conn:
+            if not self.dest_exists:
+                return
+            tracked = self.state.count(conn, created_only=True)
+            gone = [k for keys in self.state.created_keys(conn) for k in keys
+                    if k not in self.seen]
+        if not gone:
+            return
+        share = len(gone) / tracked if tracked else 1.0
+        if (len(gone) > self.options.mass_delete_min and share > self.options.mass_delete_ratio
+                and not self.options.allow_mass_delete):
+            raise RunFailed(
+                f"mirror would delete {len(gone)} of the {tracked} records this sync created "
+                f"({share:.0%}, over the {self.options.mass_delete_ratio:.0%} guard); nothing "
+                "was deleted. If the source really lost them, run again allowing mass deletes "
+                "(sync-assets run --allow-mass-delete, or the sync/allow_mass_delete tag)",
+                code="MASS_DELETE_GUARD",
+            )
+        for i in range(0, len(gone), 500):
+            chunk = gone[i : i + 500]
+            values = [tuple(json.loads(k)) for k in chunk]
+            with self._transaction() as conn:
+                deleted = self.dest.delete(conn, self.key, values)
+                self.state.forget(conn, chunk)
+                if self.config.effective_audit.trackChanges:
+                    self.state.log_changes(conn, self.result.run_id,
+                                           [("delete", k, None, None) for k in chunk])
+            self.result.deleted += deleted
+            self.result.skipped += len(chunk) - deleted  # already gone from the destination
+            bucket = self.samples.setdefault("delete", [])
+            for v in values[: self.options.sample_size - len(bucket)]:
+                bucket.append(dict(zip(self.key, v, strict=True)))
+        self.result.log("info", f"mirror deleted {self.result.deleted} records that left the "
+                                "source")
+
+
+class _Tx:
+    """A transaction that commits, or always rolls back for a dry run."""
+
+    def __init__(self, engine: Any, *, rollback: bool) -> None:
+        self.engine = engine
+        self.rollback = rollback
+
+    def __enter__(self) -> Connection:
+        self.conn = self.engine.connect()
+        self.tx = self.conn.begin()
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and not self.rollback:
+                self.tx.commit()
+            else:
+                self.tx.rollback()
+        finally:
+            self.conn.close()
+
+
+def run(project: Project, sync_name: str, full_refresh: bool = False,
+        **options: Any) -> SyncExecutionResult:
+    """Run one sync and return its SyncExecutionResult (failed runs return one too)."""
+    return SyncRun(project, sync_name, RunOptions(full_refresh=full_refresh, **options)).execute()
+
+
+def run_many(project: Project, names: Iterable[str], **options: Any) -> list[SyncExecutionResult]:
+    return [run(project, n, **options) for n in names]

@@ -1,0 +1,195 @@
+"""Sync state: the cursor, the fingerprint of every synced record, and the change log.
+
+State lives beside the data it describes (by default in the destination database) so that a
+batch's rows, their fingerprints and the advanced cursor commit in one transaction: a run killed
+at any point leaves state and data agreeing, and the next run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+_CHUNK = 500
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        (tag, text), = value.items()
+        if tag == "$datetime":
+            return datetime.fromisoformat(text)
+        if tag == "$date":
+            return date.fromisoformat(text)
+        if tag == "$decimal":
+            return Decimal(text)
+    return value
+
+
+class StateStore:
+    """The state tables of one sync in one database."""
+
+    def __init__(self, sync_name: str, schema: str | None = None) -> None:
+        self.sync_name = sync_name
+        md = sa.MetaData(schema=schema)
+        self.cursors = sa.Table(
+            "_sync_assets_cursor", md,
+            sa.Column("sync_name", sa.String(255), primary_key=True),
+            sa.Column("cursor", sa.Text),
+            sa.Column("updated_at", sa.DateTime),
+        )
+        self.records = sa.Table(
+            "_sync_assets_records", md,
+            sa.Column("sync_name", sa.String(255), primary_key=True),
+            sa.Column("record_key", sa.String(1024), primary_key=True),
+            sa.Column("fingerprint", sa.String(32), nullable=False),
+            # True when this sync created the destination record: only those may be mirrored
+            # away when they leave the source.
+            sa.Column("created", sa.Boolean, nullable=False),
+        )
+        self.changes = sa.Table(
+            "_sync_assets_changes", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("sync_name", sa.String(255), nullable=False, index=True),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("at", sa.DateTime, nullable=False),
+            sa.Column("operation", sa.String(16), nullable=False),
+            sa.Column("record_key", sa.String(1024), nullable=False),
+            sa.Column("before", sa.Text),
+            sa.Column("after", sa.Text),
+        )
+        self.metadata = md
+
+    def ensure(self, conn: Connection) -> None:
+        self.metadata.create_all(conn, checkfirst=True)
+
+    # -- cursor ------------------------------------------------------------------------
+    def load_cursor(self, conn: Connection) -> Any:
+        row = conn.execute(
+            sa.select(self.cursors.c.cursor).where(self.cursors.c.sync_name == self.sync_name)
+        ).first()
+        return _decode(json.loads(row[0])) if row and row[0] is not None else None
+
+    def save_cursor(self, conn: Connection, value: Any) -> None:
+        payload = json.dumps(_encode(value))
+        now = datetime.now(UTC).replace(tzinfo=None)
+        updated = conn.execute(
+            sa.update(self.cursors)
+            .where(self.cursors.c.sync_name == self.sync_name)
+            .values(cursor=payload, updated_at=now)
+        ).rowcount
+        if not updated:
+            conn.execute(
+                sa.insert(self.cursors).values(
+                    sync_name=self.sync_name, cursor=payload, updated_at=now
+                )
+            )
+
+    def clear_cursor(self, conn: Connection) -> None:
+        conn.execute(sa.delete(self.cursors).where(self.cursors.c.sync_name == self.sync_name))
+
+    # -- records -----------------------------------------------------------------------
+    def fingerprints(self, conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, bool]]:
+        out: dict[str, tuple[str, bool]] = {}
+        r = self.records.c
+        for i in range(0, len(keys), _CHUNK):
+            stmt = sa.select(r.record_key, r.fingerprint, r.created).where(
+                r.sync_name == self.sync_name, r.record_key.in_(keys[i : i + _CHUNK])
+            )
+            out.update({k: (fp, bool(c)) for k, fp, c in conn.execute(stmt)})
+        return out
+
+    def save_records(
+        self, conn: Connection, rows: Sequence[tuple[str, str, bool]], known: set[str]
+    ) -> None:
+        """(key, fingerprint, created) for each row; `known` keys already have a state row."""
+        r = self.records.c
+        new = [
+            {"sync_name": self.sync_name, "record_key": k, "fingerprint": fp, "created": c}
+            for k, fp, c in rows if k not in known
+        ]
+        old = [{"k": k, "fp": fp, "c": c} for k, fp, c in rows if k in known]
+        if new:
+            conn.execute(sa.insert(self.records), new)
+        if old:
+            conn.execute(
+                sa.update(self.records)
+                .where(r.sync_name == self.sync_name, r.record_key == sa.bindparam("k"))
+                .values(fingerprint=sa.bindparam("fp"), created=sa.bindparam("c")),
+                old,
+            )
+
+    def forget(self, conn: Connection, keys: Sequence[str]) -> None:
+        r = self.records.c
+        for i in range(0, len(keys), _CHUNK):
+            conn.execute(
+                sa.delete(self.records).where(
+                    r.sync_name == self.sync_name, r.record_key.in_(keys[i : i + _CHUNK])
+                )
+            )
+
+    def count(self, conn: Connection, *, created_only: bool = False) -> int:
+        r = self.records.c
+        stmt = sa.select(sa.func.count()).where(r.sync_name == self.sync_name)
+        if created_only:
+            stmt = stmt.where(r.created.is_(True))
+        return int(conn.execute(stmt).scalar() or 0)
+
+    def created_keys(self, conn: Connection, batch: int = 5000) -> Iterator[list[str]]:
+        """Keys of records this sync created, in batches (keyset-paginated)."""
+        r = self.records.c
+        after = ""
+        while True:
+            stmt = (
+                sa.select(r.record_key)
+                .where(r.sync_name == self.sync_name, r.created.is_(True), r.record_key > after)
+                .order_by(r.record_key)
+                .limit(batch)
+            )
+            keys = [k for (k,) in conn.execute(stmt)]
+            if not keys:
+                return
+            yield keys
+            after = keys[-1]
+
+    # -- change log --------------------------------------------------------------------
+    def log_changes(
+        self, conn: Connection, run_id: str, changes: Sequence[tuple[str, str, Any, Any]]
+    ) -> None:
+        if not changes:
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        conn.execute(
+            sa.insert(self.changes),
+            [
+                {"sync_name": self.sync_name, "run_id": run_id, "at": now, "operation": op,
+                 "record_key": key,
+                 "before": None if before is None else json.dumps(before, default=str),
+                 "after": None if after is None else json.dumps(after, default=str)}
+                for op, key, before, after in changes
+            ],
+        )
+
+    def prune_changes(self, conn: Connection, days: int) -> int:
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
+        c = self.changes.c
+        return int(
+            conn.execute(
+                sa.delete(self.changes).where(c.sync_name == self.sync_name, c.at < cutoff)
+            ).rowcount or 0
+        )
