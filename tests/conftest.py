@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from pg import postgres_cluster
 from sync_assets.connectors.sql import dispose_engines
+
+from pg import postgres_cluster
 
 
 @pytest.fixture(scope="session")
@@ -22,19 +24,33 @@ def pg_server_url() -> Iterator[str]:
 _counter = iter(range(1_000_000))
 
 
+@contextmanager
+def _fresh_database(server_url: str) -> Iterator[str]:
+    name = f"t{next(_counter)}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty database on the session's PostgreSQL server."""
-    name = f"t{next(_counter)}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = pg_server_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with _fresh_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url_2(pg_server_url: str) -> Iterator[str]:
+    """A second fresh database, for syncs between two PostgreSQL databases."""
+    with _fresh_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -44,19 +60,4 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         yield f"sqlite:///{tmp_path}/objectstack.db", f"sqlite:///{tmp_path}/warehouse.db"
         dispose_engines()
     else:
-        pg = request.getfixturevalue("pg_url")
-        second = request.getfixturevalue("pg_url_2")
-        yield pg, second
-
-
-@pytest.fixture
-def pg_url_2(pg_server_url: str) -> Iterator[str]:
-    name = f"t{next(_counter)}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_server_url.rsplit("/", 1)[0] + f"/{name}"
-    dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        yield request.getfixturevalue("pg_url"), request.getfixturevalue("pg_url_2")

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from oracle_client import Kind, Verdict, batch, get_oracle, parse_ours, same_json
 
 SEED = 20240229

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from oracle_client import Kind, get_oracle, same_json
 
 from sync_assets.spec import (
     SyncConfigError,
     parse_execution_result,
     parse_sync_config,
 )
+
+from oracle_client import Kind, get_oracle, same_json
 
 Json = Any
 
