@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TextIO
 
+from .connectors.base import ConnectorError
 from .project import Project, load_project
 from .spec import SyncConfigError
 
@@ -47,6 +48,97 @@ def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+_STAT_LABELS = (
+    ("recordsInserted", "inserted"), ("recordsUpdated", "updated"),
+    ("recordsDeleted", "deleted"), ("recordsSkipped", "skipped"),
+    ("recordsErrored", "errored"),
+)
+
+
+def _stats_line(stats: dict[str, int]) -> str:
+    parts = [f"{stats.get(k, 0)} {label}" for k, label in _STAT_LABELS]
+    return f"{stats.get('recordsProcessed', 0)} processed: " + ", ".join(parts)
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from .engine import plan
+
+    project = load_project(args.project)
+    the_plan = plan(project, args.sync, full_refresh=args.full_refresh)
+    spec = the_plan.result.to_spec()
+    out.write(f"plan for {args.sync} (nothing written)\n")
+    out.write(f"  would process {_stats_line(spec.get('stats', {}))}\n")
+    for action in ("insert", "update", "delete"):
+        for record in the_plan.samples.get(action, []):
+            shown = json.dumps(record, default=str, ensure_ascii=False)
+            out.write(f"  {action:<6} {shown}\n")
+    for error in spec.get("errors", []):
+        out.write(f"  error  {_error_line(error)}\n")
+    return EXIT_OK if spec["status"] == "completed" else EXIT_RUN_FAILED
+
+
+def _error_line(error: dict[str, str]) -> str:
+    where = " ".join(
+        f"{label} {error[key]}" for key, label in (("recordId", "record"), ("field", "field"))
+        if key in error
+    )
+    code = f"[{error['code']}] " if "code" in error else ""
+    return f"{code}{where + ': ' if where else ''}{error['message']}"
+
+
+class _ProgressLine:
+    """A one-line progress display on a terminal's stderr."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.active = stream.isatty()
+
+    def __call__(self, progress: object) -> None:
+        if not self.active:
+            return
+        r = progress.result  # type: ignore[attr-defined]
+        self.stream.write(
+            f"\r  {progress.sync_name}: {progress.read} read, {r.inserted} inserted, "  # type: ignore[attr-defined]
+            f"{r.updated} updated, {r.skipped} skipped, {r.errored} errored\x1b[K"
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.active:
+            self.stream.write("\r\x1b[K")
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from .engine import run
+
+    project = load_project(args.project)
+    names = args.sync or sorted(project.syncs)
+    for name in names:
+        project.sync(name)  # every name checked before anything runs
+    worst = EXIT_OK
+    for name in names:
+        bar = _ProgressLine(sys.stderr)
+        result = run(
+            project, name, full_refresh=args.full_refresh,
+            allow_mass_delete=args.allow_mass_delete, progress=None if args.json else bar,
+        )
+        bar.done()
+        spec = result.to_spec()
+        if spec["status"] != "completed":
+            worst = EXIT_RUN_FAILED
+        if args.json:
+            out.write(json.dumps(spec, ensure_ascii=False) + "\n")
+            continue
+        seconds = spec.get("durationMs", 0) / 1000
+        out.write(f"{name}: {spec['status']} in {seconds:.1f}s, {_stats_line(spec['stats'])}\n")
+        errors = spec.get("errors", [])
+        for error in errors[: args.show_errors]:
+            out.write(f"  {_error_line(error)}\n")
+        if len(errors) > args.show_errors:
+            out.write(f"  ... and {len(errors) - args.show_errors} more errors (see --json)\n")
+    return worst
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sync-assets",
@@ -62,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="config (DataSyncConfig, the default) or result (SyncExecutionResult)",
     )
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("plan", help="show what a run would do, writing nothing")
+    p.add_argument("project", nargs="+", metavar="PROJECT", help="a project file or folder")
+    p.add_argument("--sync", required=True, help="the sync to plan")
+    p.add_argument("--full-refresh", action="store_true", help="plan a full refresh")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("run", help="run syncs and report their results")
+    p.add_argument("project", nargs="+", metavar="PROJECT", help="a project file or folder")
+    p.add_argument("--sync", action="append", help="a sync to run (repeatable; default all)")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="ignore the cursor and the synced state: read and rewrite every record")
+    p.add_argument("--allow-mass-delete", action="store_true",
+                   help="let a mirror (operation sync) delete more than half of what it created")
+    p.add_argument("--json", action="store_true",
+                   help="print one SyncExecutionResult per line (JSON) on stdout")
+    p.add_argument("--show-errors", type=int, default=10, metavar="N",
+                   help="record errors shown per sync in the summary (default 10)")
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -74,6 +183,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_CONFIG if exc.code else EXIT_OK
     try:
         return int(args.func(args, out))
+    except ConnectorError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_RUN_FAILED
     except SyncConfigError as exc:
         n = len(exc.problems)
         sys.stderr.write(f"{exc}\n{n} problem{'s' if n != 1 else ''} found\n")

@@ -163,7 +163,7 @@ class SyncRun:
             cursor = self.state.load_cursor(conn)
         if self.options.full_refresh:
             cursor = None
-            self.result.log("info", "full refresh: every record is read and rewritten")
+            self.result.log("info", "full refresh: every record is read again and compared with the destination")
         self.seen: set[str] = set()
         self.key_unknown = 0
         self._read_and_write(cursor)
