@@ -161,6 +161,7 @@ class SyncRun:
         with self.dest.engine.begin() as conn:
             self.state.ensure(conn)
             cursor = self.state.load_cursor(conn)
+        self.result.cursor = cursor
         if self.options.full_refresh:
             cursor = None
             self.result.log("info", "full refresh: every record is read again and compared with the destination")

@@ -1,0 +1,19 @@
+"""The Dagster layer: compiles a project into Definitions and reports engine results."""
+
+from .assets import ALLOW_MASS_DELETE_TAG, CHECK_NAME, FULL_REFRESH_TAG, SYNC_TAG, SyncRunConfig
+from .component import DataSyncComponent
+from .definitions import build_definitions
+from .notify import SmtpNotifier
+from .translator import SyncTranslator
+
+__all__ = [
+    "ALLOW_MASS_DELETE_TAG",
+    "CHECK_NAME",
+    "FULL_REFRESH_TAG",
+    "SYNC_TAG",
+    "DataSyncComponent",
+    "SmtpNotifier",
+    "SyncRunConfig",
+    "SyncTranslator",
+    "build_definitions",
+]

@@ -1,0 +1,166 @@
+"""One Dagster asset per sync: it runs the engine and reports the SyncExecutionResult.
+
+(No `from __future__ import annotations` here: Dagster reads the asset function's config
+annotation at definition time.)
+
+A partial run materializes and fails the `sync_completed` check with the error table; a
+failed run fails the Dagster step (and is retried per the sync's `retry`).
+"""
+
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from ..engine import RunOptions, SyncRun
+from ..engine.observe import destination_row_count
+from ..engine.records import plain
+from ..project import Project, SyncDefinition
+from .notify import SmtpNotifier, failure_notice
+from .translator import SyncTranslator
+
+SYNC_TAG = "sync_assets/sync"
+FULL_REFRESH_TAG = "sync/full_refresh"
+ALLOW_MASS_DELETE_TAG = "sync/allow_mass_delete"
+CHECK_NAME = "sync_completed"
+NOTIFIER_KEY = "sync_notifier"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class SyncRunConfig(dg.Config):
+    """Run config of a sync's asset (the `sync/full_refresh` run tag works too)."""
+
+    full_refresh: bool = False
+    allow_mass_delete: bool = False
+
+
+def op_name(sync: SyncDefinition) -> str:
+    return f"sync__{sync.name}"
+
+
+def retry_policy(sync: SyncDefinition) -> dg.RetryPolicy | None:
+    retry = sync.config.retry
+    if retry is None or retry.maxAttempts == 0:
+        return None
+    return dg.RetryPolicy(
+        max_retries=retry.maxAttempts,
+        delay=retry.backoffMs / 1000,
+        backoff=dg.Backoff.EXPONENTIAL,
+    )
+
+
+def result_metadata(spec: dict[str, Any], row_count: int | None, cursor: Any) -> dict[str, Any]:
+    stats = spec.get("stats", {})
+    meta: dict[str, Any] = {
+        "status": spec["status"],
+        **{name: dg.MetadataValue.int(int(value)) for name, value in stats.items()},
+        "durationMs": dg.MetadataValue.int(int(spec.get("durationMs", 0))),
+        "sync_assets/run_id": spec["id"],
+        "sync_assets/result": dg.MetadataValue.json(spec),
+    }
+    if row_count is not None:
+        meta["dagster/row_count"] = dg.MetadataValue.int(row_count)
+    if cursor is not None:
+        meta["cursor"] = str(cursor)
+    if spec.get("errors"):
+        meta["errors"] = errors_table(spec["errors"])
+    if spec.get("logs"):
+        meta["logs"] = dg.MetadataValue.md("```\n" + "\n".join(spec["logs"]) + "\n```")
+    return meta
+
+
+def errors_table(errors: list[dict[str, str]]) -> dg.TableMetadataValue:
+    columns = ["recordId", "field", "code", "message"]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: e.get(c, "") for c in columns}) for e in errors],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    )
+
+
+def build_sync_asset(
+    project: Project, sync: SyncDefinition, translator: SyncTranslator
+) -> dg.AssetsDefinition:
+    """The asset of one sync. `sync` is a parameter, not a loop variable: each asset keeps
+    its own."""
+    spec = translator.get_asset_spec(sync)
+    check = dg.AssetCheckSpec(
+        CHECK_NAME,
+        asset=spec.key,
+        description="Every record the last run considered was written or skipped: no record "
+        "errored (a partial run fails this check with its error table).",
+    )
+
+    @dg.multi_asset(
+        name=op_name(sync),
+        specs=[spec],
+        check_specs=[check],
+        retry_policy=retry_policy(sync),
+        op_tags={SYNC_TAG: sync.name},
+        required_resource_keys={NOTIFIER_KEY},
+    )
+    def _sync_asset(
+        context: dg.AssetExecutionContext, config: SyncRunConfig
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        tags = context.run.tags
+        full_refresh = config.full_refresh or tags.get(FULL_REFRESH_TAG, "").lower() in _TRUE
+        allow = config.allow_mass_delete or tags.get(ALLOW_MASS_DELETE_TAG, "").lower() in _TRUE
+        context.log.info(
+            f"running sync {sync.name}" + (" (full refresh)" if full_refresh else "")
+        )
+        sync_run = SyncRun(project, sync.name, RunOptions(
+            full_refresh=full_refresh, allow_mass_delete=allow, run_id=context.run_id,
+        ))
+        spec_dict = sync_run.execute().to_spec()
+        for line in spec_dict.get("logs", []):
+            context.log.debug(line)
+        if spec_dict["status"] in ("failed", "partial"):
+            _notify(context, sync, spec_dict)
+        if spec_dict["status"] == "failed":
+            context.log.error("sync failed: " + json.dumps(spec_dict))
+            first = (spec_dict.get("errors") or [{"message": "the sync failed"}])[0]["message"]
+            raise dg.Failure(
+                description=f"sync {sync.name} failed: {first}",
+                metadata=result_metadata(spec_dict, None, None),
+            )
+        try:
+            rows = destination_row_count(project, sync.name)
+        except Exception as exc:  # metadata only: a count that fails must not fail the run
+            context.log.warning(f"could not count destination rows: {exc}")
+            rows = None
+        cursor = sync_run.result.cursor
+        meta = result_metadata(spec_dict, rows, None if cursor is None else plain(cursor))
+        yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
+        errored = spec_dict.get("stats", {}).get("recordsErrored", 0)
+        check_meta: dict[str, Any] = {"recordsErrored": dg.MetadataValue.int(errored)}
+        if spec_dict.get("errors"):
+            check_meta["errors"] = errors_table(spec_dict["errors"])
+        yield dg.AssetCheckResult(
+            asset_key=spec.key,
+            check_name=CHECK_NAME,
+            passed=spec_dict["status"] == "completed",
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=check_meta,
+        )
+
+    return _sync_asset
+
+
+def _notify(context: dg.AssetExecutionContext, sync: SyncDefinition, spec: dict[str, Any]) -> None:
+    handling = sync.config.errorHandling
+    recipients = list(handling.notifyOnError or []) if handling else []
+    if not recipients:
+        return
+    notifier: SmtpNotifier = getattr(context.resources, NOTIFIER_KEY)
+    if not notifier.configured():
+        context.log.warning(
+            f"notifyOnError is set but {notifier.host_env} is not: no email sent"
+        )
+        return
+    subject, body = failure_notice(spec)
+    try:
+        notifier.send(recipients, subject, body)
+        context.log.info(f"notified {', '.join(recipients)}")
+    except (OSError, Exception) as exc:  # a mail problem must not hide the sync's own result
+        context.log.warning(f"could not send the failure email: {type(exc).__name__}: {exc}")

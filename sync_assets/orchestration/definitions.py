@@ -1,0 +1,61 @@
+"""`build_definitions(project)`: a project's syncs as Dagster Definitions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from ..project import Project, load_project
+from .assets import NOTIFIER_KEY, build_sync_asset
+from .automation import build_job, build_realtime_sensor, build_schedule
+from .notify import SmtpNotifier
+from .translator import SyncTranslator
+
+DEFAULT_SENSOR_INTERVAL_SECONDS = 30
+
+
+def build_definitions(
+    project: Project | str | os.PathLike[str],
+    *,
+    translator: SyncTranslator | type[SyncTranslator] | None = None,
+    timezone: str = "UTC",
+    sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+    notifier: SmtpNotifier | None = None,
+) -> dg.Definitions:
+    """Assets, checks, jobs, schedules and sensors for every sync of a project.
+
+    Merge the result into your own code location with `dg.Definitions.merge(...)`.
+    """
+    if not isinstance(project, Project):
+        project = load_project(Path(project))
+    if translator is None:
+        translator = SyncTranslator(project)
+    elif isinstance(translator, type):
+        translator = translator(project)
+    assets, jobs, schedules, sensors = [], [], [], []
+    owners: dict[dg.AssetKey, str] = {}
+    for sync in project.syncs.values():
+        key = translator.get_asset_key(sync)
+        if key in owners:
+            raise ValueError(
+                f"syncs '{owners[key]}' and '{sync.name}' both produce asset "
+                f"{key.to_user_string()}: give one of them another destination, or a "
+                "translator that tells them apart"
+            )
+        owners[key] = sync.name
+        assets.append(build_sync_asset(project, sync, translator))
+        job = build_job(sync, key)
+        jobs.append(job)
+        if (schedule := build_schedule(sync, job, timezone)) is not None:
+            schedules.append(schedule)
+        if (sensor := build_realtime_sensor(project, sync, job, sensor_interval_seconds)):
+            sensors.append(sensor)
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources={NOTIFIER_KEY: notifier or SmtpNotifier()},
+    )

@@ -1,0 +1,133 @@
+"""How a sync looks in Dagster: its asset key, upstream key, kinds, tags and metadata.
+
+Subclass `SyncTranslator` and override `get_asset_spec` (or one of the smaller hooks it calls)
+to change any of it, in the style of dagster-sling's and dagster-dlt's translators.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dagster as dg
+
+from ..connectors.settings import SqlConnectorSettings
+from ..project import Project, SyncDefinition
+from ..spec.config import DataDestinationConfig, DataSourceConfig
+
+_TAG_KEY = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _dialect_kind(url: str) -> str:
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    return {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite",
+            "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql",
+            "oracle": "oracle", "snowflake": "snowflake", "duckdb": "duckdb"}.get(scheme, "sql")
+
+
+class SyncTranslator:
+    """Default mapping from a sync to Dagster's words."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    # -- keys -------------------------------------------------------------------------------
+    def get_endpoint_key(self, endpoint: DataSourceConfig | DataDestinationConfig) -> dg.AssetKey:
+        if endpoint.object is not None:
+            return dg.AssetKey(["objectstack", endpoint.object])
+        resource = endpoint.externalResource or ""
+        return dg.AssetKey([endpoint.connectorInstanceId or "external", *resource.split(".")])
+
+    def get_asset_key(self, sync: SyncDefinition) -> dg.AssetKey:
+        """The destination side: the data the sync produces."""
+        return self.get_endpoint_key(sync.config.destination)
+
+    def get_source_key(self, sync: SyncDefinition) -> dg.AssetKey:
+        return self.get_endpoint_key(sync.config.source)
+
+    # -- presentation --------------------------------------------------------------------------
+    def get_kinds(self, sync: SyncDefinition) -> set[str]:
+        kinds = set()
+        for endpoint in (sync.config.source, sync.config.destination):
+            if endpoint.object is not None:
+                kinds.add("objectstack")
+            else:
+                conn = self.project.connectors.get(endpoint.connectorInstanceId or "")
+                if isinstance(conn, SqlConnectorSettings):
+                    kinds.add(_dialect_kind(conn.url.get_secret_value()))
+        return kinds
+
+    def get_description(self, sync: SyncDefinition) -> str:
+        c = sync.config
+        lines = [c.description or c.label or f"Sync {c.name}"]
+        lines.append(
+            f"\n{c.direction} · {c.syncMode} · {c.destination.operation} · defined in "
+            f"`{sync.file.name}`"
+        )
+        return "\n".join(lines)
+
+    def get_tags(self, sync: SyncDefinition) -> dict[str, str]:
+        tags = {"sync_assets/operation": sync.config.destination.operation,
+                "sync_assets/mode": sync.config.syncMode}
+        for tag in sync.config.tags or []:
+            key = _TAG_KEY.sub("_", tag)[:63]
+            if key:
+                tags[key] = ""
+        return tags
+
+    def get_group_name(self, sync: SyncDefinition) -> str | None:
+        return "syncs"
+
+    def get_automation_condition(self, sync: SyncDefinition) -> dg.AutomationCondition | None:
+        """None by default: syncs run on their schedule or sensor. Return e.g.
+        `dg.AutomationCondition.eager()` to run after the upstream asset updates."""
+        return None
+
+    def get_metadata(self, sync: SyncDefinition) -> dict[str, Any]:
+        c = sync.config
+        source_key = self.get_source_key(sync)
+        mappings = c.destination.field_mappings()
+        meta: dict[str, Any] = {
+            "sync_assets/config": dg.MetadataValue.json(c.to_spec()),
+            "sync_assets/file": str(sync.file),
+            "sync_assets/operation": c.destination.operation,
+            "sync_assets/sync_mode": c.syncMode,
+            "sync_assets/direction": c.direction,
+        }
+        if c.destination.matchKey:
+            meta["sync_assets/match_key"] = ", ".join(c.destination.matchKey)
+        if c.schedule is not None and c.schedule.source:
+            meta["sync_assets/schedule"] = c.schedule.source
+        if c.label:
+            meta["sync_assets/label"] = c.label
+        for key, value in (c.metadata or {}).items():
+            meta[f"sync_assets/metadata/{key}"] = (
+                value if isinstance(value, str | int | float | bool) else dg.MetadataValue.json(
+                    value if isinstance(value, dict | list) else str(value))
+            )
+        if mappings:
+            meta["dagster/column_lineage"] = dg.TableColumnLineage(
+                deps_by_column={
+                    m.target: ([dg.TableColumnDep(asset_key=source_key, column_name=m.source)]
+                               if m.transform is None or m.transform.type != "constant" else [])
+                    for m in mappings
+                }
+            )
+            meta["dagster/column_schema"] = dg.TableSchema(
+                columns=[dg.TableColumn(m.target, description=f"from {m.source}"
+                                        + (f" ({m.transform.type})" if m.transform else ""))
+                         for m in mappings]
+            )
+        return meta
+
+    def get_asset_spec(self, sync: SyncDefinition) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.get_asset_key(sync),
+            deps=[self.get_source_key(sync)],
+            description=self.get_description(sync),
+            metadata=self.get_metadata(sync),
+            tags=self.get_tags(sync),
+            kinds=self.get_kinds(sync),
+            group_name=self.get_group_name(sync),
+            automation_condition=self.get_automation_condition(sync),
+        )
