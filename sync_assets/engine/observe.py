@@ -28,7 +28,7 @@ def change_token(project: Project, sync_name: str) -> str:
     if ctf:
         stmt = sa.select(sa.func.count(), sa.func.max(source.column(ctf)))
     elif table.primary_key.columns:
-        stmt = sa.select(sa.func.count(), sa.func.max(list(table.primary_key.columns)[0]))
+        stmt = sa.select(sa.func.count(), sa.func.max(next(iter(table.primary_key.columns))))
     stmt = stmt.select_from(table)
     if filt is not None:
         stmt = stmt.where(objectql.compile_filter(filt, dict(table.c)))

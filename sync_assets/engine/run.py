@@ -164,7 +164,9 @@ class SyncRun:
         self.result.cursor = cursor
         if self.options.full_refresh:
             cursor = None
-            self.result.log("info", "full refresh: every record is read again and compared with the destination")
+            self.result.log(
+                "info", "full refresh: every record is read again and compared with the destination"
+            )
         self.seen: set[str] = set()
         self.key_unknown = 0
         self._read_and_write(cursor)
