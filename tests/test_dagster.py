@@ -1,0 +1,282 @@
+"""The Dagster layer: definitions, assets, metadata, checks, schedules, sensors, retries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster_helpers import ROOT, demo_copy
+
+from sync_assets import SyncTranslator, build_definitions, load_project
+from sync_assets.orchestration import CHECK_NAME, FULL_REFRESH_TAG, SYNC_TAG, SmtpNotifier
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    return demo_copy(tmp_path)
+
+
+def materialize(defs: dg.Definitions, key: list[str], **kwargs: object) -> dg.ExecuteInProcessResult:
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return dg.materialize(assets, resources=defs.resources, selection=[dg.AssetKey(key)],
+                          raise_on_error=False, **kwargs)  # type: ignore[arg-type]
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    (event,) = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def warehouse(demo: Path) -> sa.Engine:
+    return sa.create_engine(f"sqlite:///{demo.parent}/data/warehouse.db")
+
+
+def test_the_demo_definitions_load_and_validate(demo: Path) -> None:
+    defs = build_definitions(demo)
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"warehouse/crm_contacts", "warehouse/crm_accounts", "warehouse/orders",
+            "objectstack/vip_contact"} <= keys
+
+
+def test_dagster_cli_validates_the_workspace(demo: Path) -> None:
+    env = {**os.environ, "SYNC_ASSETS_PROJECT": str(demo)}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful" in done.stdout + done.stderr
+
+
+def test_an_asset_is_keyed_by_its_destination_and_depends_on_its_source(demo: Path) -> None:
+    defs = build_definitions(demo)
+    spec = defs.resolve_assets_def(["warehouse", "crm_contacts"]).specs_by_key[
+        dg.AssetKey(["warehouse", "crm_contacts"])]
+    assert [d.asset_key for d in spec.deps] == [dg.AssetKey(["objectstack", "contact"])]
+    assert spec.kinds == {"objectstack", "sqlite"}
+    assert spec.tags["crm"] == "" and spec.tags["sync_assets/operation"] == "upsert"
+    assert spec.metadata["sync_assets/metadata/owner"] == "data-team"
+    assert spec.description and spec.description.startswith("Active and lead contacts")
+    lineage = spec.metadata["dagster/column_lineage"]
+    assert lineage.deps_by_column["country_code"] == [
+        dg.TableColumnDep(asset_key=dg.AssetKey(["objectstack", "contact"]),
+                          column_name="country")]
+    assert lineage.deps_by_column["source_system"] == []  # a constant has no upstream column
+
+
+def test_a_translator_can_rename_assets(demo: Path) -> None:
+    class Prefixed(SyncTranslator):
+        def get_asset_key(self, sync):  # type: ignore[no-untyped-def]
+            return super().get_asset_key(sync).with_prefix("prod")
+
+    defs = build_definitions(demo, translator=Prefixed)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "prod/warehouse/orders" in keys
+
+
+def test_schedules_follow_the_config_and_enabled(demo: Path) -> None:
+    defs = build_definitions(demo, timezone="Europe/Berlin")
+    contacts = defs.resolve_schedule_def("sync__contacts_to_warehouse__schedule")
+    assert contacts.cron_schedule == "0 * * * *"
+    assert contacts.execution_timezone == "Europe/Berlin"
+    assert contacts.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert contacts.tags == {SYNC_TAG: "contacts_to_warehouse"}
+    vip = defs.resolve_schedule_def("sync__vip_contacts__schedule")  # enabled: false
+    assert vip.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_jobs_tag_runs_with_the_sync_name(demo: Path) -> None:
+    job = build_definitions(demo).resolve_job_def("sync__orders_realtime__job")
+    assert job.tags[SYNC_TAG] == "orders_realtime"
+
+
+def test_a_realtime_sensor_asks_for_a_run_only_when_the_source_changed(demo: Path) -> None:
+    defs = build_definitions(demo, sensor_interval_seconds=5)
+    sensor = defs.resolve_sensor_def("sync__orders_realtime__realtime")
+    assert sensor.minimum_interval_seconds == 5
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert len(first.run_requests or []) == 1
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert not again.run_requests and again.skip_message
+        os_db = sa.create_engine(f"sqlite:///{demo.parent}/data/objectstack.db")
+        with os_db.begin() as conn:
+            conn.execute(sa.text("UPDATE \"order\" SET stage = 'Paid', "
+                                 "updated_at = '2030-01-01 00:00:00' WHERE id = 1"))
+        os_db.dispose()
+        changed = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert len(changed.run_requests or []) == 1
+        assert changed.run_requests[0].tags[SYNC_TAG] == "orders_realtime"
+
+
+def test_materialization_metadata_carries_the_result(demo: Path) -> None:
+    result = materialize(build_definitions(demo), ["warehouse", "orders"])
+    assert result.success
+    meta = metadata(result)
+    assert meta["status"] == "completed"
+    assert meta["recordsProcessed"] == 1500 and meta["recordsInserted"] == 1500
+    assert meta["recordsUpdated"] == 0 and meta["recordsErrored"] == 0
+    assert meta["dagster/row_count"] == 1500
+    assert isinstance(meta["durationMs"], int)
+    assert meta["cursor"]  # the change-tracking value reached
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == CHECK_NAME and check.passed
+
+
+def test_a_partial_run_fails_the_check_with_the_error_table(demo: Path) -> None:
+    result = materialize(build_definitions(demo), ["warehouse", "crm_contacts"])
+    assert result.success  # partial still materializes
+    meta = metadata(result)
+    assert meta["status"] == "partial"
+    assert meta["recordsErrored"] == 9  # the seed's "n/a" lifetime values
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    table = check.metadata["errors"].value
+    assert len(table.records) == 9
+    assert {r.data["code"] for r in table.records} == {"CAST_ERROR"}
+    assert all(r.data["field"] == "lifetime_value" for r in table.records)
+
+
+def test_a_failed_sync_fails_the_run(demo: Path) -> None:
+    os_db = sa.create_engine(f"sqlite:///{demo.parent}/data/objectstack.db")
+    with os_db.begin() as conn:
+        conn.execute(sa.text('DROP TABLE "order"'))
+    os_db.dispose()
+    result = materialize(build_definitions(demo), ["warehouse", "orders"])
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert "source table objectstack.order does not exist" in str(
+        failure.step_failure_data.error.message)
+
+
+def test_retry_maps_to_a_retry_policy(demo: Path) -> None:
+    assets_def = build_definitions(demo).resolve_assets_def(["warehouse", "crm_contacts"])
+    policy = assets_def.op.retry_policy
+    assert policy == dg.RetryPolicy(max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL)
+    assert build_definitions(demo).resolve_assets_def(["warehouse", "orders"]).op.retry_policy is None
+
+
+@pytest.mark.parametrize("how", ["run_config", "tag"])
+def test_a_full_refresh_repairs_a_destination_changed_by_hand(demo: Path, how: str) -> None:
+    defs = build_definitions(demo)
+    assert materialize(defs, ["warehouse", "orders"]).success
+    wh = warehouse(demo)
+    with wh.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET currency = 'XXX' WHERE order_id = 7"))
+    normal = metadata(materialize(defs, ["warehouse", "orders"]))
+    assert normal["recordsUpdated"] == 0  # nothing changed in the source: nothing read
+    kwargs: dict[str, object] = (
+        {"run_config": {"ops": {"sync__orders_realtime": {"config": {"full_refresh": True}}}}}
+        if how == "run_config" else {"tags": {FULL_REFRESH_TAG: "true"}}
+    )
+    full = metadata(materialize(defs, ["warehouse", "orders"], **kwargs))
+    assert full["recordsUpdated"] == 1 and full["recordsSkipped"] == 1499
+    with wh.connect() as conn:
+        assert conn.execute(sa.text("SELECT currency FROM orders WHERE order_id = 7")).scalar() \
+            in ("EUR", "USD")
+    wh.dispose()
+
+
+def test_loading_a_thousand_syncs(tmp_path: Path) -> None:
+    lines = ["objectstack: {url: 'sqlite:///os.db'}", "syncs:"]
+    for i in range(1000):
+        lines.append(f"  - {{name: s{i}, source: {{object: t{i}}}, destination: "
+                     f"{{object: c{i}, operation: upsert, matchKey: [id]}}, "
+                     f"schedule: '{i % 60} * * * *'}}")
+    (tmp_path / "p.yaml").write_text("\n".join(lines))
+    defs = build_definitions(load_project(tmp_path))
+    assert len(defs.resolve_asset_graph().get_all_asset_keys()) == 2000  # 1000 syncs + sources
+    assert len(list(defs.schedules or [])) == 1000
+
+
+def test_notifier_reads_credentials_from_the_environment_only() -> None:
+    notifier = SmtpNotifier()
+    assert "password" not in repr(notifier).replace("password_env", "")
+
+
+@pytest.fixture
+def smtp_server() -> object:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    class Inbox(Message):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[object] = []
+
+        def handle_message(self, message: object) -> None:
+            self.messages.append(message)
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    inbox.port = port  # type: ignore[attr-defined]
+    yield inbox
+    controller.stop()
+
+
+def test_a_partial_run_emails_the_notify_addresses(
+    demo: Path, smtp_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (demo / "syncs" / "contacts.yaml").read_text().replace(
+        "errorHandling: {onValidationError: skip, onSyncError: retry}",
+        "errorHandling: {onValidationError: skip, onSyncError: retry, "
+        "notifyOnError: [ops@example.com, crm@example.com]}",
+    )
+    (demo / "syncs" / "contacts.yaml").write_text(text)
+    monkeypatch.setenv("SYNC_ASSETS_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SYNC_ASSETS_SMTP_PORT", str(smtp_server.port))  # type: ignore[attr-defined]
+    result = materialize(build_definitions(demo), ["warehouse", "crm_contacts"])
+    assert result.success
+    (mail,) = smtp_server.messages  # type: ignore[attr-defined]
+    assert mail["To"] == "ops@example.com, crm@example.com"
+    assert mail["Subject"] == "[sync-assets] contacts_to_warehouse partial"
+    body = mail.get_payload(decode=True).decode()
+    assert "errored 9" in body
+    assert "code=CAST_ERROR: cannot cast 'n/a' to number" in body
+
+
+def test_a_completed_run_sends_no_email(
+    demo: Path, smtp_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (demo / "syncs" / "orders.yaml").read_text() + "errorHandling: {notifyOnError: [a@b.c]}\n"
+    (demo / "syncs" / "orders.yaml").write_text(text)
+    monkeypatch.setenv("SYNC_ASSETS_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SYNC_ASSETS_SMTP_PORT", str(smtp_server.port))  # type: ignore[attr-defined]
+    assert materialize(build_definitions(demo), ["warehouse", "orders"]).success
+    assert smtp_server.messages == []  # type: ignore[attr-defined]
+
+
+def test_the_component_loads_a_project_from_defs_yaml(demo: Path) -> None:
+    from dagster.components.testing import create_defs_folder_sandbox
+
+    from sync_assets import DataSyncComponent
+
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = sandbox.defs_folder_path / "syncs"
+        defs_path.mkdir(parents=True)
+        (defs_path / "defs.yaml").write_text(
+            "type: sync_assets.DataSyncComponent\n"
+            f"attributes:\n  project: {demo}\n  timezone: America/New_York\n"
+        )
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            assert isinstance(component, DataSyncComponent)
+            schedule = defs.resolve_schedule_def("sync__contacts_to_warehouse__schedule")
+            assert schedule.execution_timezone == "America/New_York"
+            assert defs.resolve_assets_def(["warehouse", "orders"])
