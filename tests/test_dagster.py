@@ -21,7 +21,9 @@ def demo(tmp_path: Path) -> Path:
     return demo_copy(tmp_path)
 
 
-def materialize(defs: dg.Definitions, key: list[str], **kwargs: object) -> dg.ExecuteInProcessResult:
+def materialize(
+    defs: dg.Definitions, key: list[str], **kwargs: object
+) -> dg.ExecuteInProcessResult:
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     return dg.materialize(assets, resources=defs.resources, selection=[dg.AssetKey(key)],
                           raise_on_error=False, **kwargs)  # type: ignore[arg-type]
@@ -163,7 +165,8 @@ def test_retry_maps_to_a_retry_policy(demo: Path) -> None:
     assets_def = build_definitions(demo).resolve_assets_def(["warehouse", "crm_contacts"])
     policy = assets_def.op.retry_policy
     assert policy == dg.RetryPolicy(max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL)
-    assert build_definitions(demo).resolve_assets_def(["warehouse", "orders"]).op.retry_policy is None
+    orders = build_definitions(demo).resolve_assets_def(["warehouse", "orders"])
+    assert orders.op.retry_policy is None
 
 
 @pytest.mark.parametrize("how", ["run_config", "tag"])
@@ -255,7 +258,8 @@ def test_a_partial_run_emails_the_notify_addresses(
 def test_a_completed_run_sends_no_email(
     demo: Path, smtp_server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = (demo / "syncs" / "orders.yaml").read_text() + "errorHandling: {notifyOnError: [a@b.c]}\n"
+    orders = demo / "syncs" / "orders.yaml"
+    text = orders.read_text() + "errorHandling: {notifyOnError: [a@b.c]}\n"
     (demo / "syncs" / "orders.yaml").write_text(text)
     monkeypatch.setenv("SYNC_ASSETS_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SYNC_ASSETS_SMTP_PORT", str(smtp_server.port))  # type: ignore[attr-defined]
