@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from .. import filters as objectql
 from ..connectors.base import ConnectorError, ReadRequest, Record
-from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error
+from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error, get_engine
 from ..project import Project
 from ..spec import SyncExecutionResult
 from .cel import ExpressionError
@@ -157,8 +158,8 @@ class SyncRun:
                     f"destination {self.dest.display} has no column {', '.join(missing)}; "
                     f"columns: {', '.join(ddesc.fields)}"
                 )
-        self.state = StateStore(cfg.name, self.dest.schema)
-        with self.dest.engine.begin() as conn:
+        self._open_state()
+        with self.state_engine.begin() as conn:
             self.state.ensure(conn)
             cursor = self.state.load_cursor(conn)
         self.result.cursor = cursor
@@ -173,8 +174,39 @@ class SyncRun:
         if self.op == "sync":
             self._mirror_deletes(cursor)
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
-            with self.dest.engine.begin() as conn:
+            with self.state_engine.begin() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
+
+    def _open_state(self) -> None:
+        """State beside the data (default), or in the project's `state.url` database."""
+        settings = self.project.state
+        if settings.url is None:
+            self.state = StateStore(self.config.name, self.dest.schema)
+            self.state_engine = self.dest.engine
+            self.state_apart = False
+            return
+        if self.append:
+            raise RunFailed(
+                "insert without matchKey appends, which is exactly-once only when the state "
+                "commits with the data: remove `state.url` from the project or give a matchKey",
+                code="CONFIG",
+            )
+        self.state = StateStore(self.config.name, settings.db_schema)
+        self.state_engine = get_engine(settings.url.get_secret_value())
+        self.state_apart = self.state_engine.url != self.dest.engine.url
+
+    @contextmanager
+    def _batch_transaction(self) -> Iterator[tuple[Connection, Connection]]:
+        """(data connection, state connection). With state apart, the data commits first:
+        a crash between the two makes the next run re-check the batch against the
+        destination, which finds it written and records it without writing again."""
+        if not self.state_apart:
+            with self._transaction() as conn:
+                yield conn, conn
+            return
+        with _Tx(self.state_engine, rollback=self.options.dry_run) as sconn, \
+                self._transaction() as conn:
+            yield conn, sconn
 
     def _source_key_fallback(self) -> list[str]:
         names = self.config.destination.matchKey or []
@@ -369,9 +401,9 @@ class SyncRun:
     def _write(self, items: list[_Item], cursor: Any) -> _Outcome:
         out = _Outcome()
         targets = self.mapper.targets
-        with self._transaction() as conn:
+        with self._batch_transaction() as (conn, sconn):
             self._ensure_table(conn)
-            known = self.state.fingerprints(conn, [i.key for i in items])
+            known = self.state.fingerprints(sconn, [i.key for i in items])
             todo: list[_Item] = []
             for it in items:
                 prev = known.get(it.key)
@@ -411,8 +443,8 @@ class SyncRun:
             self.dest.update(conn, self.key, [i.mapped for i, _ in updates])
             if deletes:
                 out.deleted += self.dest.delete(conn, self.key, [i.key_values for i in deletes])
-                self.state.forget(conn, [i.key for i in deletes])
-            self.state.save_records(conn, states, set(known))
+                self.state.forget(sconn, [i.key for i in deletes])
+            self.state.save_records(sconn, states, set(known))
             out.inserted += len(inserts)
             out.updated += len(updates)
             out.samples = (
@@ -427,9 +459,9 @@ class SyncRun:
                        for i, c in updates]
                     + [("delete", i.key, i.mapped, None) for i in deletes]
                 )
-                self.state.log_changes(conn, self.result.run_id, out.changes)
+                self.state.log_changes(sconn, self.result.run_id, out.changes)
             if cursor is not None:
-                self.state.save_cursor(conn, cursor)
+                self.state.save_cursor(sconn, cursor)
                 self.result.cursor = cursor
         if not self.options.dry_run:
             self.dest_exists = True  # created (if it was missing) and committed
@@ -459,9 +491,9 @@ class SyncRun:
             self.result.log("warn", f"{self.key_unknown} source records have no match key; "
                                     "mirror deletes are skipped this run to be safe")
             return
-        with self.dest.engine.connect() as conn:
-            if not self.dest_exists:
-                return
+        if not self.dest_exists:
+            return
+        with self.state_engine.connect() as conn:
             tracked = self.state.count(conn, created_only=True)
             gone = [k for keys in self.state.created_keys(conn) for k in keys
                     if k not in self.seen]
@@ -480,11 +512,11 @@ class SyncRun:
         for i in range(0, len(gone), 500):
             chunk = gone[i : i + 500]
             values = [tuple(json.loads(k)) for k in chunk]
-            with self._transaction() as conn:
+            with self._batch_transaction() as (conn, sconn):
                 deleted = self.dest.delete(conn, self.key, values)
-                self.state.forget(conn, chunk)
+                self.state.forget(sconn, chunk)
                 if self.config.effective_audit.trackChanges:
-                    self.state.log_changes(conn, self.result.run_id,
+                    self.state.log_changes(sconn, self.result.run_id,
                                            [("delete", k, None, None) for k in chunk])
             self.result.deleted += deleted
             self.result.skipped += len(chunk) - deleted  # already gone from the destination
