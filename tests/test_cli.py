@@ -83,3 +83,112 @@ def test_schema_prints_the_official_json_schema() -> None:
 def test_schema_result_prints_the_execution_result_schema() -> None:
     schema = json.loads(run_cli("schema", "result").stdout)
     assert schema["required"] == ["id", "syncName", "status", "startedAt"]
+
+
+def seeded_project(tmp_path: Path, warehouse_url: str | None = None) -> Path:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/os.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE contact (id INTEGER PRIMARY KEY, email TEXT, score TEXT)"))
+        conn.execute(sa.text(
+            "INSERT INTO contact VALUES (1, 'ada@x.io', '10'), (2, 'alan@x.io', 'n/a'),"
+            " (3, 'grace@x.io', '7.5')"))
+    engine.dispose()
+    (tmp_path / "project.yaml").write_text(f"""\
+objectstack: {{url: "sqlite:///os.db"}}
+connectors:
+  warehouse: {{type: sql, url: "{warehouse_url or 'sqlite:///wh.db'}"}}
+syncs:
+  - name: contacts
+    source: {{object: contact}}
+    destination:
+      connectorInstanceId: warehouse
+      externalResource: contacts
+      operation: upsert
+      matchKey: [email]
+      mapping:
+        - {{source: email, target: email}}
+        - {{source: score, target: score, transform: {{type: cast, targetType: number}}}}
+""")
+    return tmp_path
+
+
+def test_run_prints_a_summary_and_exits_1_when_a_run_is_partial(tmp_path: Path) -> None:
+    project = seeded_project(tmp_path)
+    result = run_cli("run", str(project))
+    assert result.returncode == 1
+    assert result.stdout.startswith("contacts: partial in ")
+    assert result.stdout.split("s, ", 1)[1] == (
+        "3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored\n"
+        "  [CAST_ERROR] record 2 field score: cannot cast 'n/a' to number\n"
+    )
+
+
+def test_run_exits_0_when_every_run_completed(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    project = seeded_project(tmp_path)
+    run_cli("run", str(project))
+    engine = sa.create_engine(f"sqlite:///{project}/os.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE contact SET score = '3' WHERE id = 2"))
+    engine.dispose()
+    again = run_cli("run", str(project), "--sync", "contacts")
+    assert again.returncode == 0, again.stdout
+    assert again.stdout.split("s, ", 1)[1] == (
+        "3 processed: 1 inserted, 0 updated, 0 deleted, 2 skipped, 0 errored\n"
+    )
+
+
+def test_run_json_prints_one_protocol_result_per_line(tmp_path: Path) -> None:
+    from sync_assets import parse_execution_result
+
+    result = run_cli("run", str(seeded_project(tmp_path)), "--json")
+    (line,) = result.stdout.splitlines()
+    parsed = parse_execution_result(json.loads(line)).to_spec()
+    assert parsed["syncName"] == "contacts" and parsed["status"] == "partial"
+    assert parsed["stats"]["recordsInserted"] == 2
+    assert parsed["errors"] == [{"recordId": "2", "field": "score",
+                                 "message": "cannot cast 'n/a' to number",
+                                 "code": "CAST_ERROR"}]
+
+
+def test_an_unreachable_database_is_one_clear_message_without_password(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg2://syncer:Sup3r-Secret@127.0.0.1:{port}/wh"
+    result = run_cli("run", str(seeded_project(tmp_path, url)))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Sup3r-Secret" not in result.stdout + result.stderr
+    assert result.stdout.startswith("contacts: failed in ")
+    assert f"on postgresql+psycopg2://syncer:***@127.0.0.1:{port}/wh failed: OperationalError:" \
+        in result.stdout
+
+
+def test_an_unknown_sync_name_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("run", str(seeded_project(tmp_path)), "--sync", "nope")
+    assert result.returncode == 2
+    assert "no sync named 'nope'" in result.stderr and "syncs: contacts" in result.stderr
+
+
+def test_plan_shows_counts_and_samples_and_writes_nothing(tmp_path: Path) -> None:
+    project = seeded_project(tmp_path)
+    result = run_cli("plan", str(project), "--sync", "contacts")
+    assert result.stdout == (
+        "plan for contacts (nothing written)\n"
+        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored\n"
+        '  insert {"email": "ada@x.io", "score": 10}\n'
+        '  insert {"email": "grace@x.io", "score": 7.5}\n'
+        "  error  [CAST_ERROR] record 2 field score: cannot cast 'n/a' to number\n"
+    )
+    import sqlite3
+
+    tables = sqlite3.connect(project / "wh.db").execute(
+        "SELECT name FROM sqlite_master").fetchall()
+    assert tables == []

@@ -26,12 +26,19 @@ _CHUNK = 500  # keys per IN (...) lookup: well under every database's parameter 
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Python's sqlite3 begins transactions only before DML, so a CREATE TABLE would commit on
+    # its own; SQLAlchemy's recipe: let the driver do nothing and BEGIN on every transaction.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets a sync read a table while another connection writes to the same file.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
@@ -49,6 +56,7 @@ def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
                 ) from None
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
+                sa.event.listen(engine, "begin", _sqlite_begin)
             _ENGINES[key] = engine
         return engine
 

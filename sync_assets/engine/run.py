@@ -159,8 +159,8 @@ class SyncRun:
                     f"columns: {', '.join(ddesc.fields)}"
                 )
         self._open_state()
-        with self.state_engine.begin() as conn:
-            self.state.ensure(conn)
+        with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+            self.state.ensure(conn)  # a dry run creates nothing: this is rolled back too
             cursor = self.state.load_cursor(conn)
         self.result.cursor = cursor
         if self.options.full_refresh:
@@ -174,6 +174,7 @@ class SyncRun:
         if self.op == "sync":
             self._mirror_deletes(cursor)
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
+            # a dry run must not even create the state tables
             with self.state_engine.begin() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
 
@@ -402,6 +403,8 @@ class SyncRun:
         out = _Outcome()
         targets = self.mapper.targets
         with self._batch_transaction() as (conn, sconn):
+            if self.options.dry_run:
+                self.state.ensure(sconn)
             self._ensure_table(conn)
             known = self.state.fingerprints(sconn, [i.key for i in items])
             todo: list[_Item] = []
@@ -493,7 +496,9 @@ class SyncRun:
             return
         if not self.dest_exists:
             return
-        with self.state_engine.connect() as conn:
+        with _Tx(self.state_engine, rollback=True) as conn:  # read only
+            if self.options.dry_run:
+                self.state.ensure(conn)
             tracked = self.state.count(conn, created_only=True)
             gone = [k for keys in self.state.created_keys(conn) for k in keys
                     if k not in self.seen]
