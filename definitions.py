@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _demo_project() -> Path:
-    spec = importlib.util.spec_from_file_location("sync_assets_demo_seed", ROOT / "examples/seed.py")
+    spec = importlib.util.spec_from_file_location(
+        "sync_assets_demo_seed", ROOT / "examples" / "seed.py"
+    )
     assert spec and spec.loader
     seed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed)
