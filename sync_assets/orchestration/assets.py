@@ -110,7 +110,7 @@ def build_sync_asset(
             f"running sync {sync.name}" + (" (full refresh)" if full_refresh else "")
         )
         sync_run = SyncRun(project, sync.name, RunOptions(
-            full_refresh=full_refresh, allow_mass_delete=allow, run_id=context.run_id,
+            full_refresh=full_refresh, allow_mass_delete=allow, run_id=context.run.run_id,
         ))
         spec_dict = sync_run.execute().to_spec()
         for line in spec_dict.get("logs", []):
