@@ -53,6 +53,8 @@ class ReadRequest:
     lower: Any = None
     upper: Any = None
     after: tuple[Any, ...] | None = None  # keyset position (values of order_by)
+    # Only rows whose value in this column is NULL (records a cursor cannot order).
+    null_cursor: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

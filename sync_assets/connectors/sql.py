@@ -109,8 +109,9 @@ def generic_type(type_: Any) -> Any:
         return sa.Text()
     if isinstance(generic, sa.types.NullType):
         return sa.Text()
-    if isinstance(generic, sa.String) and not isinstance(generic, sa.Text):
-        return sa.Text() if not generic.length else sa.String(generic.length)
+    if isinstance(generic, sa.String):
+        # A mapping may lengthen values (map, defaultValue, expressions): never truncate.
+        return sa.Text()
     return generic
 
 
@@ -193,6 +194,8 @@ class SqlTable(Endpoint):
                 stmt = stmt.where(objectql.compile_filter(request.filter, dict(table.c)))
             except objectql.FilterError as exc:
                 raise ConnectorError(f"source.filters on {self.display}: {exc}") from None
+        if request.null_cursor is not None:
+            stmt = stmt.where(self.column(request.null_cursor).is_(None))
         if request.cursor_field is not None:
             cur = self._cursor_expr(request.cursor_field)
             stmt = stmt.where(cur.is_not(None))

@@ -149,6 +149,7 @@ class RecordMapper:
                     f"(columns: {', '.join(available)})",
                 )
             available = list(wanted)
+        self.available = available
         self.entries: list[FieldMapping] = config.destination.field_mappings() or [
             FieldMapping(source=f, target=f) for f in available
         ]

@@ -86,9 +86,13 @@ class _Outcome:
     samples: list[tuple[str, Record]] = field(default_factory=list)
 
 
-def _transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException, dialect: str) -> bool:
+    """Worth retrying whatever onSyncError says: a lost connection, a busy database."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if dialect == "sqlite":  # sqlite3 raises OperationalError for "no such table" too
+        text = str(getattr(exc, "orig", exc)).lower()
+        return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
 
 
@@ -168,8 +172,14 @@ class SyncRun:
             self.result.log(
                 "info", "full refresh: every record is read again and compared with the destination"
             )
-        self.seen: set[str] = set()
+        self.mirror = self.op == "sync"
+        # Mirror runs record every key they see; a dry run keeps them in memory instead,
+        # because its transactions roll back.
+        self.seen_in_memory: set[str] | None = set() if self.options.dry_run else None
         self.key_unknown = 0
+        if self.mirror and not self.options.dry_run:
+            with self.state_engine.begin() as conn:
+                self.state.clear_seen(conn)
         self._read_and_write(cursor)
         if self.op == "sync":
             self._mirror_deletes(cursor)
@@ -249,8 +259,10 @@ class SyncRun:
         except objectql.FilterError as exc:
             raise RunFailed(str(exc), code="CONFIG") from None
         incremental = bool(ctf) and cfg.syncMode in ("incremental", "realtime")
-        columns = list(dict.fromkeys([*self.mapper.source_fields, *self.source_id,
-                                      *([ctf] if ctf else [])]))
+        columns = list(dict.fromkeys([
+            *self.mapper.source_fields, *self.validator.source_fields(self.mapper.available),
+            *self.source_id, *([ctf] if ctf else []),
+        ]))
         return ReadRequest(
             columns=columns,
             order_by=[ctf, *self.source_id] if incremental and ctf else self.source_id,
@@ -271,15 +283,40 @@ class SyncRun:
             self.result.log("info", f"incremental read on {ctf} from {start} to {plain(upper)}")
         else:
             self.result.log("info", f"reading all of {self.source.display}")
+        read = self._read_pass(request)
+        if request.cursor_field is not None:
+            # Rows without a change-tracking value cannot be ordered by the cursor: every
+            # incremental run reads them, and their fingerprints skip the unchanged ones.
+            nulls = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
+                                   "upper": None, "order_by": self.source_id,
+                                   "null_cursor": request.cursor_field})
+            unordered = self._read_pass(nulls, offset=read)
+            if unordered:
+                self.result.log("info", f"read {unordered} records whose {ctf} is null")
+            read += unordered
+        self.result.log("info", f"read {read} records from {self.source.display}")
+
+    def _read_pass(self, request: ReadRequest, offset: int = 0) -> int:
         read = 0
         for rows in self.source.read_batches(request):
             read += len(rows)
             items = self._prepare(rows, request)
+            self._mark_seen(self.batch_keys)
             last_cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
             self._write_with_policy(items, last_cursor)
             if self.options.progress:
-                self.options.progress(Progress(self.config.name, read, None, self.result))
-        self.result.log("info", f"read {read} records from {self.source.display}")
+                self.options.progress(
+                    Progress(self.config.name, offset + read, None, self.result))
+        return read
+
+    def _mark_seen(self, keys: list[str]) -> None:
+        if not self.mirror or not keys:
+            return
+        if self.seen_in_memory is not None:
+            self.seen_in_memory.update(keys)
+            return
+        with self.state_engine.begin() as conn:
+            self.state.mark_seen(conn, keys)
 
     def _record_id(self, row: Record) -> str:
         values = [row.get(k) for k in self.source_id]
@@ -289,6 +326,7 @@ class SyncRun:
         self.mapper.start_batch()
         policy = self.config.effective_error_handling.onValidationError
         by_key: dict[str, _Item] = {}
+        self.batch_keys: list[str] = []
         for row in rows:
             rid = self._record_id(row)
             mapped, problems = self.mapper.map(row)
@@ -299,13 +337,17 @@ class SyncRun:
             if any(v is None for v in key_values):
                 self.key_unknown += 1
                 self.result.errored += 1
-                self.result.error(
-                    f"no value for the match key ({', '.join(key_fields)})",
-                    record_id=rid, field_name=key_fields[0], code="KEY_MISSING",
-                )
+                on_key = [p for p in problems if p.field in key_fields]
+                for p in on_key:  # the reason the key is missing, e.g. a failed cast
+                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+                if not on_key:
+                    self.result.error(
+                        f"no value for the match key ({', '.join(key_fields)})",
+                        record_id=rid, field_name=key_fields[0], code="KEY_MISSING",
+                    )
                 continue
             key = record_key(key_values)
-            self.seen.add(key)
+            self.batch_keys.append(key)
             if problems:
                 for p in problems:
                     self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
@@ -345,19 +387,20 @@ class SyncRun:
                 raise
             except DBAPIError as exc:
                 message = describe_db_error(exc, self.dest.url)
-                retryable = handling.onSyncError == "retry" or _transient(exc)
+                transient = _transient(exc, self.dest.dialect)
+                retryable = handling.onSyncError == "retry" or transient
                 if retryable and attempt < retry.maxAttempts:
                     attempt += 1
                     self.result.log("warn", f"batch failed ({message}); retry {attempt} of "
                                             f"{retry.maxAttempts} in {retry.backoffMs} ms")
-                    self.options.sleep(retry.backoffMs / 1000 * (2 ** (attempt - 1)))
+                    self.options.sleep(retry.backoffMs / 1000)
                     continue
-                if handling.onSyncError == "skip" and not _transient(exc) and len(items) > 1:
+                if handling.onSyncError == "skip" and not transient and len(items) > 1:
                     self.result.log("warn", f"batch failed ({message}); writing its records "
                                             "one by one to skip the bad ones")
                     self._write_one_by_one(items, cursor)
                     return
-                if handling.onSyncError == "skip" and not _transient(exc):
+                if handling.onSyncError == "skip" and not transient:
                     self._refuse(items[0], message)
                     return
                 raise RunFailed(
@@ -426,6 +469,7 @@ class SyncRun:
                 if self.op == "delete":
                     if cur is not None:
                         deletes.append(it)
+                        it.mapped = {k: cur.get(k) for k in targets}  # what was removed
                     else:
                         out.skipped += 1
                     continue
@@ -477,17 +521,23 @@ class SyncRun:
         request = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
                                  "order_by": self.source_id, "batch_size": 5000})
         for rows in self.source.read_batches(request):
+            keys = []
             for row in rows:
                 mapped, _ = self.mapper.map(row)
                 values = tuple(mapped.get(k) for k in self.key)
                 if any(v is None for v in values):
                     self.key_unknown += 1
                 else:
-                    self.seen.add(record_key(values))
+                    keys.append(record_key(values))
+            self._mark_seen(keys)
 
     def _mirror_deletes(self, cursor: Any) -> None:
         if self.config.changeTrackingField and self.config.syncMode != "full":
-            self.seen = set()
+            if self.seen_in_memory is not None:
+                self.seen_in_memory.clear()
+            else:
+                with self.state_engine.begin() as conn:
+                    self.state.clear_seen(conn)
             self.key_unknown = 0
             self._all_source_keys()
         if self.key_unknown:
@@ -500,36 +550,55 @@ class SyncRun:
             if self.options.dry_run:
                 self.state.ensure(conn)
             tracked = self.state.count(conn, created_only=True)
-            gone = [k for keys in self.state.created_keys(conn) for k in keys
-                    if k not in self.seen]
+            planned = None
+            if self.seen_in_memory is not None:
+                planned = [k for keys in self.state.created_keys(conn) for k in keys
+                           if k not in self.seen_in_memory]
+                gone = len(planned)
+            else:
+                gone = sum(len(keys) for keys in self.state.unseen_created_keys(conn))
         if not gone:
             return
-        share = len(gone) / tracked if tracked else 1.0
-        if (len(gone) > self.options.mass_delete_min and share > self.options.mass_delete_ratio
+        share = gone / tracked if tracked else 1.0
+        if (gone > self.options.mass_delete_min and share > self.options.mass_delete_ratio
                 and not self.options.allow_mass_delete):
             raise RunFailed(
-                f"mirror would delete {len(gone)} of the {tracked} records this sync created "
+                f"mirror would delete {gone} of the {tracked} records this sync created "
                 f"({share:.0%}, over the {self.options.mass_delete_ratio:.0%} guard); nothing "
                 "was deleted. If the source really lost them, run again allowing mass deletes "
                 "(sync-assets run --allow-mass-delete, or the sync/allow_mass_delete tag)",
                 code="MASS_DELETE_GUARD",
             )
-        for i in range(0, len(gone), 500):
-            chunk = gone[i : i + 500]
+        deleted_total = 0
+        for chunk in self._gone_chunks(planned):
             values = [tuple(json.loads(k)) for k in chunk]
             with self._batch_transaction() as (conn, sconn):
+                before = {record_key([r[k] for k in self.key]): r for r in
+                          self.dest.fetch(conn, self.key, values, self.mapper.targets)}
                 deleted = self.dest.delete(conn, self.key, values)
                 self.state.forget(sconn, chunk)
                 if self.config.effective_audit.trackChanges:
-                    self.state.log_changes(sconn, self.result.run_id,
-                                           [("delete", k, None, None) for k in chunk])
+                    self.state.log_changes(sconn, self.result.run_id, [
+                        ("delete", k, before.get(k), None) for k in chunk])
+            deleted_total += deleted
             self.result.deleted += deleted
             self.result.skipped += len(chunk) - deleted  # already gone from the destination
             bucket = self.samples.setdefault("delete", [])
-            for v in values[: self.options.sample_size - len(bucket)]:
-                bucket.append(dict(zip(self.key, v, strict=True)))
-        self.result.log("info", f"mirror deleted {self.result.deleted} records that left the "
-                                "source")
+            for row in list(before.values())[: self.options.sample_size - len(bucket)]:
+                bucket.append(row)
+        self.result.log("info", f"mirror deleted {deleted_total} records that left the source")
+
+    def _gone_chunks(self, planned: list[str] | None) -> Iterator[list[str]]:
+        if planned is not None:  # a dry run: nothing is really forgotten between chunks
+            for i in range(0, len(planned), 500):
+                yield planned[i : i + 500]
+            return
+        while True:  # each chunk is forgotten once deleted, so the next query moves on
+            with self.state_engine.connect() as conn:
+                chunk = next(self.state.unseen_created_keys(conn, batch=500), [])
+            if not chunk:
+                return
+            yield chunk
 
 
 class _Tx:

@@ -73,6 +73,13 @@ class StateStore:
             sa.Column("before", sa.Text),
             sa.Column("after", sa.Text),
         )
+        # Keys seen in the source during a mirror run: kept in the database, not in memory,
+        # so a mirror of any size runs in flat memory. Cleared when a mirror run starts.
+        self.seen = sa.Table(
+            "_sync_assets_seen", md,
+            sa.Column("sync_name", sa.String(255), primary_key=True),
+            sa.Column("record_key", sa.String(1024), primary_key=True),
+        )
         self.metadata = md
 
     def ensure(self, conn: Connection) -> None:
@@ -142,6 +149,47 @@ class StateStore:
                     r.sync_name == self.sync_name, r.record_key.in_(keys[i : i + _CHUNK])
                 )
             )
+
+    # -- seen keys (mirror) ----------------------------------------------------------------
+    def clear_seen(self, conn: Connection) -> None:
+        conn.execute(sa.delete(self.seen).where(self.seen.c.sync_name == self.sync_name))
+
+    def mark_seen(self, conn: Connection, keys: Sequence[str]) -> None:
+        """Record keys as seen; a key seen twice in one run is stored once."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return
+        s = self.seen.c
+        already: set[str] = set()
+        for i in range(0, len(unique), _CHUNK):
+            stmt = sa.select(s.record_key).where(
+                s.sync_name == self.sync_name, s.record_key.in_(unique[i : i + _CHUNK])
+            )
+            already.update(k for (k,) in conn.execute(stmt))
+        new = [{"sync_name": self.sync_name, "record_key": k} for k in unique if k not in already]
+        if new:
+            conn.execute(sa.insert(self.seen), new)
+
+    def unseen_created_keys(self, conn: Connection, batch: int = 5000) -> Iterator[list[str]]:
+        """Keys this sync created that the current mirror run did not see in the source."""
+        r, s = self.records.c, self.seen.c
+        after = ""
+        while True:
+            stmt = (
+                sa.select(r.record_key)
+                .where(
+                    r.sync_name == self.sync_name, r.created.is_(True), r.record_key > after,
+                    ~sa.exists().where(s.sync_name == r.sync_name,
+                                       s.record_key == r.record_key),
+                )
+                .order_by(r.record_key)
+                .limit(batch)
+            )
+            keys = [k for (k,) in conn.execute(stmt)]
+            if not keys:
+                return
+            yield keys
+            after = keys[-1]
 
     def count(self, conn: Connection, *, created_only: bool = False) -> int:
         r = self.records.c

@@ -23,6 +23,18 @@ class RecordValidator:
             for rule in ((rules.custom or []) if rules else [])
         ]
         self._seen: dict[str, dict[Any, str]] = {f: {} for f in self.unique}
+        self.targets = targets
+
+    def source_fields(self, available: list[str]) -> list[str]:
+        """Source columns the rules read beyond the mapped ones: unmapped fields they name,
+        every field when a condition reads `record`."""
+        names = {f for f in [*self.required, *self.unique] if f not in self.targets}
+        for _, program, _ in self.custom:
+            variables = program.variables
+            if "record" in variables:
+                return list(available)
+            names |= set(variables)
+        return [f for f in available if f in names]
 
     def check(
         self, record_id: str, mapped: Mapping[str, Any], source: Mapping[str, Any]

@@ -113,7 +113,10 @@ def resolve_match_key(config: DataSyncConfig, name: str) -> list[str]:
     if not mappings:
         fields = config.source.fields
         return [name] if fields is None or name in fields else []
-    candidates = {m.target for m in mappings if m.source == name}
+    candidates = {
+        m.target for m in mappings
+        if m.source == name and (m.transform is None or m.transform.type != "constant")
+    }
     candidates |= {m.target for m in mappings if m.target == name}
     return sorted(candidates)
 
