@@ -432,6 +432,18 @@ class SyncRun:
             if len(bucket) < self.options.sample_size:
                 bucket.append(record)
 
+    def _save_state(self, sconn: Connection, states: list[tuple[str, str, bool]],
+                    known_keys: set[str], deletes: list[_Item], out: _Outcome,
+                    cursor: Any) -> None:
+        if deletes:
+            self.state.forget(sconn, [i.key for i in deletes])
+        self.state.save_records(sconn, states, known_keys)
+        if out.changes:
+            self.state.log_changes(sconn, self.result.run_id, out.changes)
+        if cursor is not None:
+            self.state.save_cursor(sconn, cursor)
+            self.result.cursor = cursor
+
     def _ensure_table(self, conn: Connection) -> None:
         if self.dest_exists:
             return
@@ -442,14 +454,31 @@ class SyncRun:
     def _transaction(self) -> Any:
         return _Tx(self.dest.engine, rollback=self.options.dry_run)
 
-    def _write(self, items: list[_Item], cursor: Any) -> _Outcome:
-        out = _Outcome()
-        targets = self.mapper.targets
-        with self._batch_transaction() as (conn, sconn):
+    @contextmanager
+    def _state_conn(self, data_conn: Connection) -> Iterator[Connection]:
+        """The state connection for one step: the data's own transaction when state lives
+        beside the data; otherwise a short transaction of its own in the state database."""
+        if not self.state_apart:
+            yield data_conn
+            return
+        with _Tx(self.state_engine, rollback=self.options.dry_run) as sconn:
             if self.options.dry_run:
                 self.state.ensure(sconn)
+            yield sconn
+
+    def _write(self, items: list[_Item], cursor: Any) -> _Outcome:
+        """Write one batch. With state beside the data, rows, fingerprints and cursor commit
+        in one transaction. With state apart, the keys about to be created are committed as
+        created (with no fingerprint) before the data, and the rest of the state after it:
+        a crash in between leaves records the next run re-checks, never orphans."""
+        out = _Outcome()
+        targets = self.mapper.targets
+        with self._transaction() as conn:
+            if self.options.dry_run and not self.state_apart:
+                self.state.ensure(conn)
             self._ensure_table(conn)
-            known = self.state.fingerprints(sconn, [i.key for i in items])
+            with self._state_conn(conn) as sconn:
+                known = self.state.fingerprints(sconn, [i.key for i in items])
             todo: list[_Item] = []
             for it in items:
                 prev = known.get(it.key)
@@ -486,12 +515,16 @@ class SyncRun:
                     continue
                 updates.append((it, cur))
                 states.append((it.key, it.fp, created))
+            known_keys = set(known)
+            if self.state_apart and inserts:
+                with self._state_conn(conn) as sconn:
+                    intent = [(i.key, "", True) for i in inserts]
+                    self.state.save_records(sconn, intent, known_keys)
+                known_keys |= {i.key for i in inserts}
             self.dest.insert(conn, [i.mapped for i in inserts])
             self.dest.update(conn, self.key, [i.mapped for i, _ in updates])
             if deletes:
                 out.deleted += self.dest.delete(conn, self.key, [i.key_values for i in deletes])
-                self.state.forget(sconn, [i.key for i in deletes])
-            self.state.save_records(sconn, states, set(known))
             out.inserted += len(inserts)
             out.updated += len(updates)
             out.samples = (
@@ -506,10 +539,11 @@ class SyncRun:
                        for i, c in updates]
                     + [("delete", i.key, i.mapped, None) for i in deletes]
                 )
-                self.state.log_changes(sconn, self.result.run_id, out.changes)
-            if cursor is not None:
-                self.state.save_cursor(sconn, cursor)
-                self.result.cursor = cursor
+            if not self.state_apart:
+                self._save_state(conn, states, known_keys, deletes, out, cursor)
+        if self.state_apart:
+            with self._state_conn(conn) as sconn:
+                self._save_state(sconn, states, known_keys, deletes, out, cursor)
         if not self.options.dry_run:
             self.dest_exists = True  # created (if it was missing) and committed
         return out
