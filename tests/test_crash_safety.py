@@ -70,10 +70,11 @@ class Case:
     table: str  # created: by the engine, match key as primary key
     #             precreated: before the first run, with no key or unique constraint at all
     #             append: insert without a match key, table created by the engine without a key
+    parallel: bool = False  # optimization.parallelBatches (PostgreSQL: concurrent writers)
 
     @property
     def id(self) -> str:
-        return f"{self.operation}-{self.mode}-{self.table}"
+        return f"{self.operation}-{self.mode}-{self.table}" + ("-parallel" if self.parallel else "")
 
 
 CASES = [
@@ -83,6 +84,7 @@ CASES = [
     Case("upsert", "full", "created"),
     Case("sync", "incremental", "created"),
     Case("sync", "full", "precreated"),
+    Case("upsert", "incremental", "precreated", parallel=True),
 ]
 
 Version = tuple[int, str, datetime]  # (id, name, updated_at) of a source record
@@ -226,6 +228,8 @@ def write_project(tmp_path: Path, case: Case, os_url: str, wh_url: str,
     }
     if case.mode == "incremental":
         sync["changeTrackingField"] = "updated_at"
+    if case.parallel:
+        sync["optimization"] = {"parallelBatches": True}
     project = {
         "objectstack": {"url": os_url},
         "connectors": {"warehouse": {"type": "sql", "url": wh_url}},

@@ -1177,3 +1177,58 @@ def test_plan_creates_no_tables(tmp_path: Path, backend: Urls) -> None:
     before = table_names(wh_url)
     plan(proj, "people")
     assert table_names(wh_url) == before
+
+
+# -- optimization ----------------------------------------------------------------------------
+
+def _people(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "email": f"p{i}@x.io", "name": f"person {i}",
+             "updated_at": datetime(2026, 1, 1) + timedelta(minutes=i // 3)} for i in range(n)]
+
+
+def _people_table(url: str) -> None:
+    create_table(url, "people", [
+        sa.Column("id", sa.Integer, primary_key=True), sa.Column("email", sa.Text),
+        sa.Column("name", sa.Text), sa.Column("updated_at", sa.DateTime)])
+
+
+def test_parallel_batches_write_the_same_rows_as_serial_batches(
+    tmp_path: Path, backend: tuple[str, str]
+) -> None:
+    os_url, wh_url = backend
+    _people_table(os_url)
+    insert(os_url, "people", _people(2000))
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "people", "people", matchKey=["email"], batchSize=100,
+        changeTrackingField="updated_at", optimization={"parallelBatches": True}))
+    first = sync(proj, "people")
+    assert counts(first) == {"processed": 2000, "inserted": 2000}
+    assert rows(wh_url, "people", "id") == [
+        (i, f"p{i}@x.io", f"person {i}", datetime(2026, 1, 1) + timedelta(minutes=i // 3))
+        for i in range(2000)]
+    update(os_url, "people", {"id": 7}, {"name": "seven", "updated_at": datetime(2027, 1, 1)})
+    second = sync(proj, "people")
+    assert counts(second) == {"processed": 1, "updated": 1}
+    serial_logged = any("one writer at a time" in line for line in spec(first)["logs"])
+    assert serial_logged == (backend[1].startswith("sqlite"))
+
+
+def test_compression_stores_the_change_log_compressed(
+    tmp_path: Path, backend: tuple[str, str]
+) -> None:
+    from sync_assets.engine.state import StateStore
+
+    os_url, wh_url = backend
+    _people_table(os_url)
+    insert(os_url, "people", _people(3))
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "people", "people", matchKey=["email"],
+        optimization={"compressionEnabled": True}))
+    sync(proj, "people")
+    with engine_for(wh_url) as engine, engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT after FROM _sync_assets_changes")).scalars().all()
+        assert all(text.startswith("zlib:") for text in stored)
+        log = StateStore("people").changes_of(conn)
+    assert [c["operation"] for c in log] == ["insert"] * 3
+    assert log[0]["after"] == {"id": 0, "email": "p0@x.io", "name": "person 0",
+                               "updated_at": "2026-01-01 00:00:00"}

@@ -9,9 +9,12 @@ and rolls every transaction back: that is what `plan` shows.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +111,7 @@ class SyncRun:
             log_level=self.config.effective_audit.logLevel,
         )
         self.samples: dict[str, list[Record]] = {}
+        self._lock = threading.Lock()
 
     # -- entry point ----------------------------------------------------------------------
     def execute(self) -> SyncExecutionResult:
@@ -188,11 +192,15 @@ class SyncRun:
             with self.state_engine.begin() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
 
+    @property
+    def _compress(self) -> bool:
+        return self.config.effective_optimization.compressionEnabled
+
     def _open_state(self) -> None:
         """State beside the data (default), or in the project's `state.url` database."""
         settings = self.project.state
         if settings.url is None:
-            self.state = StateStore(self.config.name, self.dest.schema)
+            self.state = StateStore(self.config.name, self.dest.schema, compress=self._compress)
             self.state_engine = self.dest.engine
             self.state_apart = False
             return
@@ -202,7 +210,7 @@ class SyncRun:
                 "commits with the data: remove `state.url` from the project or give a matchKey",
                 code="CONFIG",
             )
-        self.state = StateStore(self.config.name, settings.db_schema)
+        self.state = StateStore(self.config.name, settings.db_schema, compress=self._compress)
         self.state_engine = get_engine(settings.url.get_secret_value())
         self.state_apart = self.state_engine.url != self.dest.engine.url
 
@@ -296,7 +304,23 @@ class SyncRun:
             read += unordered
         self.result.log("info", f"read {read} records from {self.source.display}")
 
+    def _parallel_workers(self) -> int:
+        """optimization.parallelBatches: concurrent batch writers where the destination
+        takes concurrent writers (not SQLite: one writer at a time)."""
+        if not self.config.effective_optimization.parallelBatches or self.options.dry_run:
+            return 0
+        if self.dest.dialect == "sqlite":
+            if not getattr(self, "_told_serial", False):
+                self._told_serial = True
+                self.result.log("info", "parallelBatches: SQLite takes one writer at a time; "
+                                        "batches are written one after another")
+            return 0
+        return 3
+
     def _read_pass(self, request: ReadRequest, offset: int = 0) -> int:
+        workers = self._parallel_workers()
+        if workers:
+            return self._read_pass_parallel(request, offset, workers)
         read = 0
         for rows in self.source.read_batches(request):
             read += len(rows)
@@ -304,9 +328,48 @@ class SyncRun:
             self._mark_seen(self.batch_keys)
             last_cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
             self._write_with_policy(items, last_cursor)
-            if self.options.progress:
-                self.options.progress(
-                    Progress(self.config.name, offset + read, None, self.result))
+            self._report(offset + read)
+        return read
+
+    def _report(self, read: int) -> None:
+        if self.options.progress:
+            self.options.progress(Progress(self.config.name, read, None, self.result))
+
+    def _read_pass_parallel(self, request: ReadRequest, offset: int, workers: int) -> int:
+        """Batches are written concurrently, each in its own transaction with its records'
+        state; the cursor only advances past a batch once it and every earlier batch have
+        committed, so a crash never skips an unwritten batch."""
+        read = 0
+        pending: deque[tuple[Future[None], Any]] = deque()
+
+        def settle(block: bool) -> None:
+            while pending and (block or pending[0][0].done() or len(pending) > 2 * workers):
+                future, cursor = pending.popleft()
+                future.result()  # re-raises a failed batch: the cursor stays before it
+                if cursor is not None:
+                    with self.state_engine.begin() as sconn:
+                        self.state.save_cursor(sconn, cursor)
+                    self.result.cursor = cursor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync-batch") as pool:
+            try:
+                for rows in self.source.read_batches(request):
+                    read += len(rows)
+                    items = self._prepare(rows, request)
+                    self._mark_seen(self.batch_keys)
+                    cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
+                    if not self.dest_exists:  # the first batch creates the table, alone
+                        self._write_with_policy(items, cursor)
+                    else:
+                        pending.append((pool.submit(self._write_with_policy, items, None),
+                                        cursor))
+                    settle(block=False)
+                    self._report(offset + read)
+                settle(block=True)
+            except BaseException:
+                for future, _ in pending:
+                    future.cancel()
+                raise
         return read
 
     def _mark_seen(self, keys: list[str]) -> None:
@@ -417,20 +480,22 @@ class SyncRun:
                 self._refuse(item, describe_db_error(exc, self.dest.url))
 
     def _refuse(self, item: _Item, message: str) -> None:
-        self.result.errored += 1
-        self.result.error(f"{self.dest.display} refused the record: {message}",
-                          record_id=item.record_id, code="WRITE_ERROR")
+        with self._lock:  # batch writers may run in threads (parallelBatches)
+            self.result.errored += 1
+            self.result.error(f"{self.dest.display} refused the record: {message}",
+                              record_id=item.record_id, code="WRITE_ERROR")
 
     def _count(self, outcome: _Outcome) -> None:
-        r = self.result
-        r.inserted += outcome.inserted
-        r.updated += outcome.updated
-        r.deleted += outcome.deleted
-        r.skipped += outcome.skipped
-        for action, record in outcome.samples:
-            bucket = self.samples.setdefault(action, [])
-            if len(bucket) < self.options.sample_size:
-                bucket.append(record)
+        with self._lock:
+            r = self.result
+            r.inserted += outcome.inserted
+            r.updated += outcome.updated
+            r.deleted += outcome.deleted
+            r.skipped += outcome.skipped
+            for action, record in outcome.samples:
+                bucket = self.samples.setdefault(action, [])
+                if len(bucket) < self.options.sample_size:
+                    bucket.append(record)
 
     def _save_state(self, sconn: Connection, states: list[tuple[str, str, bool]],
                     known_keys: set[str], deletes: list[_Item], out: _Outcome,

@@ -7,7 +7,9 @@ at any point leaves state and data agreeing, and the next run resumes where it s
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +31,17 @@ def _encode(value: Any) -> Any:
     return value
 
 
+_ZLIB = "zlib:"
+
+
+def _unpack(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text.startswith(_ZLIB):
+        text = zlib.decompress(base64.b64decode(text[len(_ZLIB):])).decode()
+    return json.loads(text)
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         (tag, text), = value.items()
@@ -44,8 +57,11 @@ def _decode(value: Any) -> Any:
 class StateStore:
     """The state tables of one sync in one database."""
 
-    def __init__(self, sync_name: str, schema: str | None = None) -> None:
+    def __init__(
+        self, sync_name: str, schema: str | None = None, *, compress: bool = False
+    ) -> None:
         self.sync_name = sync_name
+        self.compress = compress
         md = sa.MetaData(schema=schema)
         self.cursors = sa.Table(
             "_sync_assets_cursor", md,
@@ -227,11 +243,32 @@ class StateStore:
             [
                 {"sync_name": self.sync_name, "run_id": run_id, "at": now, "operation": op,
                  "record_key": key,
-                 "before": None if before is None else json.dumps(before, default=str),
-                 "after": None if after is None else json.dumps(after, default=str)}
+                 "before": self._pack(before), "after": self._pack(after)}
                 for op, key, before, after in changes
             ],
         )
+
+    def _pack(self, image: Any) -> str | None:
+        if image is None:
+            return None
+        text = json.dumps(image, default=str, ensure_ascii=False)
+        if not self.compress:
+            return text
+        # optimization.compressionEnabled: what the engine stores is compressed.
+        return _ZLIB + base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+    def changes_of(self, conn: Connection, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The change log (newest last), images decoded, for a run or all runs."""
+        c = self.changes.c
+        stmt = sa.select(c.run_id, c.at, c.operation, c.record_key, c.before, c.after).where(
+            c.sync_name == self.sync_name).order_by(c.id)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        return [
+            {"run_id": r, "at": at, "operation": op, "record_key": key,
+             "before": _unpack(before), "after": _unpack(after)}
+            for r, at, op, key, before, after in conn.execute(stmt)
+        ]
 
     def prune_changes(self, conn: Connection, days: int) -> int:
         cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
