@@ -1232,3 +1232,17 @@ def test_compression_stores_the_change_log_compressed(
     assert [c["operation"] for c in log] == ["insert"] * 3
     assert log[0]["after"] == {"id": 0, "email": "p0@x.io", "name": "person 0",
                                "updated_at": "2026-01-01 00:00:00"}
+
+
+def test_an_external_resource_may_name_a_schema(tmp_path: Path, pg_url: str, pg_url_2: str) -> None:
+    execute(pg_url_2, "CREATE SCHEMA analytics")
+    _people_table(pg_url)
+    insert(pg_url, "people", _people(3))
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "people", "analytics.people", matchKey=["email"]))
+    assert counts(sync(proj, "people")) == {"processed": 3, "inserted": 3}
+    with engine_for(pg_url_2) as engine:
+        inspector = sa.inspect(engine)
+        assert "people" in inspector.get_table_names(schema="analytics")
+        assert "people" not in inspector.get_table_names()
+        assert "_sync_assets_records" in inspector.get_table_names(schema="analytics")
