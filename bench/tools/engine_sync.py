@@ -1,0 +1,29 @@
+"""One run of our engine (sync_assets) in a fresh process: what `sync-assets run` does.
+
+    python engine_sync.py PROJECT.yaml SYNC_NAME
+
+Prints one JSON line: status, stats, the first errors, and the time spent importing and
+running (the harness measures the whole process's wall time and peak RSS from outside).
+"""
+
+import json
+import sys
+import time
+
+t0 = time.perf_counter()
+from sync_assets import load_project  # noqa: E402
+from sync_assets.engine import run  # noqa: E402
+
+t1 = time.perf_counter()
+project_path, sync_name = sys.argv[1], sys.argv[2]
+result = run(load_project(project_path), sync_name).to_spec()
+t2 = time.perf_counter()
+print(json.dumps({
+    "ok": result["status"] == "completed",
+    "status": result["status"],
+    "stats": result.get("stats"),
+    "errors": (result.get("errors") or [])[:3],
+    "import_s": round(t1 - t0, 3),
+    "work_s": round(t2 - t1, 3),
+}))
+sys.exit(0 if result["status"] == "completed" else 1)
