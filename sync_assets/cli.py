@@ -38,6 +38,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
     n = len(project.syncs)
     out.write(f"{n} sync{'s' if n != 1 else ''} valid\n")
+    for notice in project.notices:
+        out.write(f"notice: {notice}\n")
     return EXIT_OK
 
 

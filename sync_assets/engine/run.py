@@ -28,6 +28,7 @@ from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error, get_eng
 from ..project import Project
 from ..spec import SyncExecutionResult
 from .cel import ExpressionError
+from .direction import flows, is_reversed, reversed_config
 from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprint, plain, record_key, same_values
@@ -112,6 +113,7 @@ class SyncRun:
         )
         self.samples: dict[str, list[Record]] = {}
         self._lock = threading.Lock()
+        self.state_name = self.config.name
 
     # -- entry point ----------------------------------------------------------------------
     def execute(self) -> SyncExecutionResult:
@@ -130,11 +132,16 @@ class SyncRun:
 
     def _execute(self) -> None:
         cfg = self.config
-        if cfg.direction != "push":
-            raise RunFailed(
-                f"direction '{cfg.direction}' is not supported by this engine yet; "
-                "only push syncs run", code="UNSUPPORTED",
-            )
+        if cfg.direction == "bidirectional":
+            raise RunFailed("bidirectional syncs run through TwoWayRun", code="UNSUPPORTED")
+        if is_reversed(flows(cfg)[0]):
+            # destination -> source: the same machinery, on the mapping read backwards
+            side_a = open_endpoint(self.project, cfg.source).describe()
+            types = {n: f.type for n, f in side_a.fields.items()} if side_a.exists else None
+            self.config = cfg = reversed_config(cfg, types)
+            self.state_name = f"{cfg.name}__reverse"
+            self.result.log("info", "flowing destination -> source (direction "
+                                    f"{self.definition.config.direction})")
         self.source = open_endpoint(self.project, cfg.source)
         self.dest = open_endpoint(self.project, cfg.destination)
         sdesc = self.source.describe()
@@ -200,7 +207,7 @@ class SyncRun:
         """State beside the data (default), or in the project's `state.url` database."""
         settings = self.project.state
         if settings.url is None:
-            self.state = StateStore(self.config.name, self.dest.schema, compress=self._compress)
+            self.state = StateStore(self.state_name, self.dest.schema, compress=self._compress)
             self.state_engine = self.dest.engine
             self.state_apart = False
             return
@@ -210,7 +217,7 @@ class SyncRun:
                 "commits with the data: remove `state.url` from the project or give a matchKey",
                 code="CONFIG",
             )
-        self.state = StateStore(self.config.name, settings.db_schema, compress=self._compress)
+        self.state = StateStore(self.state_name, settings.db_schema, compress=self._compress)
         self.state_engine = get_engine(settings.url.get_secret_value())
         self.state_apart = self.state_engine.url != self.dest.engine.url
 

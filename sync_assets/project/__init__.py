@@ -24,6 +24,7 @@ from ..connectors.settings import (
 from ..spec import DataSyncConfig, SyncConfigError
 from ..spec.errors import PathPart, Problem, format_path, problems_from_validation
 from .checks import check_sync
+from .checks import notices as sync_notices
 from .envvars import Expansion
 from .yaml_lines import FileFormatError, Lines, line_of, read_config_file
 
@@ -50,6 +51,8 @@ class Project:
     connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
     state: StateSettings = field(default_factory=StateSettings)
     syncs: Mapping[str, SyncDefinition] = field(default_factory=dict)
+    #: things worth knowing that are not errors (e.g. fields that flow one way only)
+    notices: tuple[Problem, ...] = ()
 
     def sync(self, name: str) -> SyncDefinition:
         try:
@@ -110,6 +113,7 @@ class _Collector:
         self.expansion = Expansion(env)
         # Connector ids whose settings were rejected: syncs naming them are not told again.
         self.broken_connectors: set[str] = set()
+        self.notices: list[Problem] = []
 
     def add(self, file: str, lines: Lines, parts: tuple[PathPart, ...], message: str) -> None:
         self.problems.append(
@@ -215,6 +219,9 @@ def load_project(
         known = {**dict.fromkeys(collect.broken_connectors), **connector_map}
         for parts, msg in check_sync(config, known):
             collect.add(shown, lines, (*prefix, *parts), msg)
+        for parts, msg in sync_notices(config):
+            collect.notices.append(Problem(
+                format_path((*prefix, *parts)), msg, shown, line_of(lines, (*prefix, *parts))))
         where = f"{shown}:{line_of(lines, prefix) or 1}"
         if config.name in seen_at:
             collect.add(
@@ -238,6 +245,7 @@ def load_project(
         connectors=connector_map,
         state=state[0] if state else StateSettings(),
         syncs=syncs,
+        notices=tuple(collect.notices),
     )
 
 

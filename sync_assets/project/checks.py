@@ -158,8 +158,46 @@ def check_filters(config: DataSyncConfig) -> Found:
     return []
 
 
+def check_direction(config: DataSyncConfig) -> Found:
+    """A flow backwards must find records by a field that flows backwards too."""
+    from ..engine.direction import one_way_reason, push_flow
+
+    backwards = config.direction == "bidirectional" or (
+        (config.direction == "pull") != (push_flow(config)[0] == "destination"))
+    if not backwards:
+        return []
+    found: Found = []
+    by_target = {m.target: m for m in config.destination.field_mappings()}
+    for i, name in enumerate(config.destination.matchKey or []):
+        for field in resolve_match_key(config, name):
+            m = by_target.get(field)
+            reason = one_way_reason(m) if m is not None else None
+            if reason:
+                found.append((
+                    ("destination", "matchKey", i),
+                    f"'{name}' cannot find records when flowing destination -> source: "
+                    f"{reason}; use a field mapped by a rename, a cast or a one-to-one map",
+                ))
+    return found
+
+
+def notices(config: DataSyncConfig) -> Found:
+    """Not errors: what a user should know about how this sync will run."""
+    from ..engine.direction import one_way_notices, push_flow
+
+    out: Found = [(("destination", "mapping"), text) for text in one_way_notices(config)]
+    if config.direction == "push" and push_flow(config)[0] == "destination":
+        out.append(((
+            "direction",),
+            "push flows from the ObjectStack endpoint (destination) to the external one "
+            "(source); use direction: pull for the other way",
+        ))
+    return out
+
+
 def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any]) -> Found:
     return [
+        *check_direction(config),
         *check_endpoints(config, connectors),
         *check_schedule(config),
         *check_mapping(config),
