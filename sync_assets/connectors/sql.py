@@ -307,6 +307,54 @@ class SqlTable(Endpoint):
         ]
         conn.execute(stmt, params)
 
+    def _guard(self, key: Sequence[str], key_values: Sequence[Any],
+               expected: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:
+        table = self.table()
+        conds = [table.c[k] == v for k, v in zip(key, key_values, strict=True)]
+        for column, value in (expected or {}).items():
+            # the row must still hold what the sync read: otherwise someone changed it
+            conds.append(table.c[column].is_not_distinct_from(value))
+        return conds
+
+    def update_one(self, conn: Connection, key: Sequence[str], row: Record,
+                   expected: Mapping[str, Any] | None = None) -> bool:
+        """Update one row, only if it still holds `expected`; False when it did not."""
+        values = {c: v for c, v in row.items() if c not in key}
+        if not values:
+            return True
+        stmt = sa.update(self.table()).where(
+            *self._guard(key, [row[k] for k in key], expected)).values(values)
+        return bool(conn.execute(stmt).rowcount)
+
+    def delete_one(self, conn: Connection, key: Sequence[str], key_values: Sequence[Any],
+                   expected: Mapping[str, Any] | None = None) -> bool:
+        stmt = sa.delete(self.table()).where(*self._guard(key, key_values, expected))
+        return bool(conn.execute(stmt).rowcount)
+
+    def insert_one(self, conn: Connection, row: Record) -> bool:
+        """Insert one row unless it appeared meanwhile (then False, nothing written)."""
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(self.table()), [row])
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def fetch_all(self, columns: Sequence[str], filter: Any = None,
+                  order_by: Sequence[str] = ()) -> list[Record]:
+        """Every row (within a filter): for two-way syncs, which compare both sides whole."""
+        table = self.table()
+        stmt = sa.select(*[self.column(c) for c in columns])
+        if filter is not None:
+            stmt = stmt.where(objectql.compile_filter(filter, dict(table.c)))
+        if order_by:
+            stmt = stmt.order_by(*[self.column(c) for c in order_by])
+        try:
+            with self.engine.connect() as conn:
+                return [dict(r) for r in conn.execute(stmt).mappings()]
+        except DBAPIError as exc:
+            raise self.error(exc, "reading") from None
+
     def delete(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> int:
         table = self.table()
         key_cols = [table.c[k] for k in key]

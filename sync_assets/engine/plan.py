@@ -8,7 +8,7 @@ from typing import Any
 from ..connectors.base import Record
 from ..project import Project
 from ..spec import SyncExecutionResult
-from .run import RunOptions, SyncRun
+from .run import RunOptions, make_run
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class SyncPlan:
 
 def plan(project: Project, sync_name: str, full_refresh: bool = False, **options: Any) -> SyncPlan:
     """Inserted, updated, deleted, skipped and errored counts with samples; nothing is written."""
-    sync_run = SyncRun(
+    sync_run = make_run(
         project, sync_name, RunOptions(full_refresh=full_refresh, dry_run=True, **options)
     )
     result = sync_run.execute()

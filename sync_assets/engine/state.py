@@ -11,6 +11,7 @@ import base64
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -54,6 +55,18 @@ def _decode(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class PairState:
+    """One record of a two-way sync as it was at the last sync."""
+
+    source_fp: str | None
+    destination_fp: str | None
+    image: dict[str, Any]
+    conflict: bool = False
+    conflict_source_fp: str | None = None
+    conflict_destination_fp: str | None = None
+
+
 class StateStore:
     """The state tables of one sync in one database."""
 
@@ -95,6 +108,18 @@ class StateStore:
             "_sync_assets_seen", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
             sa.Column("record_key", sa.String(1024), primary_key=True),
+        )
+        # Two-way syncs: what each side looked like at the last sync, per record.
+        self.pairs = sa.Table(
+            "_sync_assets_pairs", md,
+            sa.Column("sync_name", sa.String(255), primary_key=True),
+            sa.Column("record_key", sa.String(1024), primary_key=True),
+            sa.Column("source_fp", sa.String(32)),  # None: absent on that side
+            sa.Column("destination_fp", sa.String(32)),
+            sa.Column("image", sa.Text),  # the synced two-way values, for merges
+            sa.Column("conflict", sa.Boolean, nullable=False, default=False),
+            sa.Column("conflict_source_fp", sa.String(32)),  # the open conflict's versions
+            sa.Column("conflict_destination_fp", sa.String(32)),
         )
         self.metadata = md
 
@@ -230,6 +255,47 @@ class StateStore:
                 return
             yield keys
             after = keys[-1]
+
+    # -- two-way pairs --------------------------------------------------------------------
+    def load_pairs(self, conn: Connection) -> dict[str, PairState]:
+        p = self.pairs.c
+        stmt = sa.select(p.record_key, p.source_fp, p.destination_fp, p.image, p.conflict,
+                         p.conflict_source_fp, p.conflict_destination_fp).where(
+            p.sync_name == self.sync_name)
+        return {
+            key: PairState(sfp, dfp, json.loads(image) if image else {}, bool(conflict),
+                           csfp, cdfp)
+            for key, sfp, dfp, image, conflict, csfp, cdfp in conn.execute(stmt)
+        }
+
+    def save_pairs(self, conn: Connection, pairs: dict[str, PairState | None],
+                   known: set[str]) -> None:
+        """Write pair states; None forgets the record (gone from both sides)."""
+        p = self.pairs.c
+        gone = [k for k, v in pairs.items() if v is None and k in known]
+        for i in range(0, len(gone), _CHUNK):
+            conn.execute(sa.delete(self.pairs).where(
+                p.sync_name == self.sync_name, p.record_key.in_(gone[i : i + _CHUNK])))
+        rows = [
+            {"sync_name": self.sync_name, "record_key": k, "source_fp": v.source_fp,
+             "destination_fp": v.destination_fp,
+             "image": json.dumps(v.image, default=str, ensure_ascii=False),
+             "conflict": v.conflict, "conflict_source_fp": v.conflict_source_fp,
+             "conflict_destination_fp": v.conflict_destination_fp}
+            for k, v in pairs.items() if v is not None
+        ]
+        old = [r for r in rows if r["record_key"] in known]
+        new = [r for r in rows if r["record_key"] not in known]
+        if new:
+            conn.execute(sa.insert(self.pairs), new)
+        for r in old:
+            conn.execute(sa.update(self.pairs).where(
+                p.sync_name == self.sync_name, p.record_key == r["record_key"]).values(**r))
+
+    def open_conflicts(self, conn: Connection) -> int:
+        p = self.pairs.c
+        return int(conn.execute(sa.select(sa.func.count()).where(
+            p.sync_name == self.sync_name, p.conflict.is_(True))).scalar() or 0)
 
     # -- change log --------------------------------------------------------------------
     def log_changes(

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from ..engine import RunOptions, SyncRun
+from ..engine import RunOptions, make_run
 from ..engine.observe import destination_row_count
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
@@ -109,7 +109,7 @@ def build_sync_asset(
         context.log.info(
             f"running sync {sync.name}" + (" (full refresh)" if full_refresh else "")
         )
-        sync_run = SyncRun(project, sync.name, RunOptions(
+        sync_run = make_run(project, sync.name, RunOptions(
             full_refresh=full_refresh, allow_mass_delete=allow, run_id=context.run.run_id,
         ))
         spec_dict = sync_run.execute().to_spec()

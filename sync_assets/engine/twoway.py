@@ -1,0 +1,450 @@
+"""Bidirectional syncs: both sides compared with what they held at the last sync.
+
+Each run reads both sides whole and, per record (by match key), asks what changed on each side
+since the last sync. A change on one side flows to the other; a change on both is a conflict,
+resolved by `conflictResolution`. Both sides' fingerprints are recorded after every write, so a
+run never reads its own writes back as changes (no echoes). Writes to a row are guarded by the
+values the run read: a row someone changed meanwhile is left for the next run, not overwritten.
+
+Commit order per batch: the source side, then the destination side with the state. A crash in
+between leaves both sides holding the same values, which the next run recognises and records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from .. import filters as objectql
+from ..connectors.base import ConnectorError, Record
+from ..connectors.sql import SqlTable, describe_db_error, get_engine
+from ..project import Project
+from ..spec import DataSyncConfig, SyncExecutionResult
+from .cel import ExpressionError
+from .direction import one_way_reason, reversed_config
+from .endpoints import open_endpoint
+from .mapping import FieldError, RecordMapper, resolve_names
+from .records import fingerprint, plain, record_key
+from .result import ResultBuilder
+from .run import RunFailed, RunOptions, _Tx
+from .state import PairState, StateStore
+
+
+@dataclass
+class _Side:
+    """One side's version of a record, in destination field names."""
+
+    row: Record  # as stored, in the side's own field names
+    common: Record  # mapped to destination field names
+    fp: str  # fingerprint of the two-way fields
+
+
+@dataclass
+class _Decision:
+    key: str
+    to_destination: Record | None = None  # write this (destination names) to the destination
+    to_source: Record | None = None  # write this (destination names) to the source
+    delete_destination: bool = False
+    delete_source: bool = False
+    conflict_open: bool = False
+    conflict: bool = False
+    counted: str = "skipped"
+
+
+def _moment(value: Any) -> datetime | None:
+    """A change-tracking value as a comparable datetime (stored text included)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(
+            None).replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            return _moment(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value)
+    return None
+
+
+def _differs(x: Mapping[str, Any], y: Mapping[str, Any], fields: Sequence[str]) -> bool:
+    return any(plain(x.get(f)) != plain(y.get(f)) for f in fields)
+
+
+class TwoWayRun:
+    def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
+        self.project = project
+        self.definition = project.sync(sync_name)
+        self.config: DataSyncConfig = self.definition.config
+        self.options = options or RunOptions()
+        self.result = ResultBuilder(
+            run_id=self.options.run_id or uuid.uuid4().hex,
+            sync_name=self.config.name,
+            log_level=self.config.effective_audit.logLevel,
+        )
+        self.samples: dict[str, list[Record]] = {}
+
+    def execute(self) -> SyncExecutionResult:
+        try:
+            self._execute()
+        except (RunFailed, ConnectorError) as exc:
+            code = exc.code if isinstance(exc, RunFailed) else "CONNECTOR_ERROR"
+            self.result.error(str(exc), code=code)
+            self.result.log("error", f"run failed: {exc}")
+            return self.result.finish("failed")
+        return self.result.finish("partial" if self.result.errored else "completed")
+
+    # -- setup -----------------------------------------------------------------------------
+    def _execute(self) -> None:
+        cfg = self.config
+        self.src: SqlTable = open_endpoint(self.project, cfg.source)
+        self.dst: SqlTable = open_endpoint(self.project, cfg.destination)
+        sdesc = self.src.describe()
+        if not sdesc.exists:
+            raise ConnectorError(f"source table {self.src.display} does not exist")
+        try:
+            self.forward = RecordMapper(cfg, sdesc, self.src.lookup_table,
+                                        cache_lookups=cfg.effective_optimization.cacheEnabled)
+        except (FieldError, ExpressionError) as exc:
+            raise RunFailed(str(exc), code="CONFIG") from None
+        entries = self.forward.entries
+        self.targets = self.forward.targets
+        self.two_way = [m.target for m in entries if one_way_reason(m) is None]
+        self.key = resolve_names(cfg, cfg.destination.matchKey or [], self.targets)
+        ddesc = self.dst.describe()
+        if not self.key and ddesc.exists:
+            self.key = [k for k in ddesc.primary_key if k in self.targets]
+        if not self.key:
+            raise RunFailed("a bidirectional sync needs destination.matchKey to pair records",
+                            code="CONFIG")
+        if not ddesc.exists:
+            with self.dst.engine.begin() as conn:
+                self.dst.create(conn, self.forward.target_types(), self.key)
+            ddesc = self.dst.describe()
+        types = {n: f.type for n, f in sdesc.fields.items()}
+        self.reverse_config = reversed_config(cfg, types)
+        self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)
+        by_target = {m.target: m for m in entries}
+        self.source_key = [by_target[k].source for k in self.key]
+        self.back_names = {m.target: m.source for m in entries if one_way_reason(m) is None}
+        ctf = cfg.changeTrackingField
+        self.source_ctf = ctf
+        renames = {m.source: m.target for m in entries if m.transform is None}
+        self.destination_ctf = renames.get(ctf) if ctf else None
+        self._open_state()
+        self._sync_all()
+
+    def _open_state(self) -> None:
+        settings = self.project.state
+        if settings.url is None:
+            self.state = StateStore(self.config.name, self.dst.schema)
+            self.state_engine = self.dst.engine
+        else:
+            self.state = StateStore(self.config.name, settings.db_schema)
+            self.state_engine = get_engine(settings.url.get_secret_value())
+        self.state_apart = self.state_engine.url != self.dst.engine.url
+        with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+            self.state.ensure(conn)
+            self.pairs = self.state.load_pairs(conn)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read_source(self) -> dict[str, _Side]:
+        cfg = self.config
+        filt = objectql.parse_filter(cfg.source.filters) if cfg.source.filters else None
+        columns = list(dict.fromkeys([*self.forward.source_fields, *self.source_key,
+                                      *([self.source_ctf] if self.source_ctf else [])]))
+        out: dict[str, _Side] = {}
+        for row in self.src.fetch_all(columns, filt, self.source_key):
+            common, problems = self.forward.map(row)
+            rid = str(plain(row.get(self.source_key[0])))
+            if problems:
+                for p in problems:
+                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+                self.result.errored += 1
+                self._unreadable.add(record_key([common.get(k) for k in self.key]))
+                continue
+            key = record_key([common[k] for k in self.key])
+            out[key] = _Side(row, common, fingerprint(common, self.two_way))
+        return out
+
+    def _read_destination(self) -> dict[str, _Side]:
+        columns = list(dict.fromkeys([*self.targets, *self.key,
+                                      *([self.destination_ctf] if self.destination_ctf else [])]))
+        out: dict[str, _Side] = {}
+        for row in self.dst.fetch_all(columns, None, self.key):
+            common = {t: row.get(t) for t in self.targets}
+            key = record_key([row[k] for k in self.key])
+            out[key] = _Side(row, common, fingerprint(common, self.two_way))
+        return out
+
+    # -- deciding --------------------------------------------------------------------------
+    def _moment_of(self, side: _Side | None, which: str) -> datetime | None:
+        field = self.source_ctf if which == "source" else self.destination_ctf
+        return _moment(side.row.get(field)) if side is not None and field else None
+
+    def _source_is_later(self, a: _Side | None, b: _Side | None) -> bool:
+        ta, tb = self._moment_of(a, "source"), self._moment_of(b, "destination")
+        if ta is None or tb is None:
+            if not getattr(self, "_told_no_time", False):
+                self._told_no_time = True
+                self.result.log("warn", "latest_wins needs a change-tracking value on both "
+                                        "sides (changeTrackingField mapped by a rename); "
+                                        "the source wins where one is missing")
+            return True
+        return ta >= tb
+
+    def _merge(self, a: _Side, b: _Side, image: Mapping[str, Any]) -> Record:
+        merged = dict(b.common)
+        later_is_source = None
+        for f in self.targets:
+            if f not in self.two_way:
+                merged[f] = a.common.get(f)  # one-way fields always come from the source
+                continue
+            va, vb, base = plain(a.common.get(f)), plain(b.common.get(f)), image.get(f)
+            if va == vb:
+                continue
+            a_changed, b_changed = va != base, vb != base
+            if a_changed and not b_changed:
+                merged[f] = a.common.get(f)
+            elif b_changed and not a_changed:
+                merged[f] = b.common.get(f)
+            else:
+                if later_is_source is None:
+                    later_is_source = self._source_is_later(a, b)
+                merged[f] = a.common.get(f) if later_is_source else b.common.get(f)
+        return merged
+
+    def _winner(self, a: _Side | None, b: _Side | None) -> str:
+        strategy = self.config.conflictResolution
+        if strategy == "source_wins":
+            return "source"
+        if strategy == "destination_wins":
+            return "destination"
+        if a is None:  # a delete against an edit: the edit wins, nothing is lost
+            return "destination"
+        if b is None:
+            return "source"
+        return "source" if self._source_is_later(a, b) else "destination"
+
+    def _apply(self, d: _Decision, winner: str, a: _Side | None, b: _Side | None) -> None:
+        op = self.config.destination.operation
+        if winner == "source":
+            if a is None:
+                if op == "sync" and b is not None:
+                    d.delete_destination, d.counted = True, "deleted"
+            elif b is None:
+                if op != "update":
+                    d.to_destination, d.counted = a.common, "inserted"
+            elif op != "insert" and _differs(a.common, b.common, self.targets):
+                d.to_destination, d.counted = a.common, "updated"
+        else:
+            if b is None:
+                if op == "sync" and a is not None:
+                    d.delete_source, d.counted = True, "deleted"
+            elif a is None:
+                if op != "update":
+                    d.to_source, d.counted = b.common, "inserted"
+            elif op != "insert" and _differs(a.common, b.common, self.two_way):
+                d.to_source, d.counted = b.common, "updated"
+            if a is not None and b is not None and d.to_source is None:
+                # one-way fields still follow the source
+                extra = {f: a.common.get(f) for f in self.targets if f not in self.two_way}
+                if _differs(extra, b.common, list(extra)):
+                    d.to_destination = {**b.common, **extra}
+                    d.counted = "updated"
+
+    def _decide(self, key: str, a: _Side | None, b: _Side | None,
+                prev: PairState | None) -> _Decision:
+        d = _Decision(key)
+        if prev is not None and prev.conflict:
+            a_changed = (a.fp if a else None) != prev.conflict_source_fp
+            b_changed = (b.fp if b else None) != prev.conflict_destination_fp
+            if not a_changed and not b_changed:
+                d.conflict_open, d.counted = True, "errored"
+                return d
+        elif prev is not None:
+            a_changed = (a.fp if a else None) != prev.source_fp
+            b_changed = (b.fp if b else None) != prev.destination_fp
+        else:
+            a_changed, b_changed = a is not None, b is not None
+        if not a_changed and not b_changed:
+            if a is not None and b is not None:
+                self._apply(d, "destination", a, b)  # only one-way fields can differ here
+            return d
+        if a_changed and not b_changed:
+            self._apply(d, "source", a, b)
+            return d
+        if b_changed and not a_changed:
+            self._apply(d, "destination", a, b)
+            return d
+        # changed on both sides since the last sync
+        if a is None and b is None:
+            return d  # deleted on both: nothing left to do
+        if a is not None and b is not None and a.fp == b.fp:
+            self._apply(d, "destination", a, b)  # the same change on both: converged
+            return d
+        d.conflict = True
+        self.result.conflicts_detected += 1
+        strategy = self.config.conflictResolution
+        if strategy == "manual":
+            d.conflict_open, d.counted = True, "errored"
+            return d
+        self.result.conflicts_resolved += 1
+        if strategy == "merge" and a is not None and b is not None:
+            merged = self._merge(a, b, prev.image if prev else {})
+            if _differs(merged, b.common, self.targets):
+                d.to_destination = merged
+            if _differs(merged, a.common, self.two_way):
+                d.to_source = merged
+            d.counted = "updated" if d.to_source or d.to_destination else "skipped"
+            return d
+        self._apply(d, self._winner(a, b), a, b)
+        return d
+
+    # -- writing ---------------------------------------------------------------------------
+    def _source_row(self, common: Record) -> Record:
+        """Destination-named values as a source row (two-way fields only)."""
+        b_row = {t: common.get(t) for t in self.targets}
+        row, problems = self.backward.map(b_row)
+        if problems:
+            raise FieldError(problems[0].code, problems[0].message)
+        writable = set(self.back_names.values())
+        return {k: v for k, v in row.items() if k in writable}
+
+    def _guard(self, side: _Side | None, fields: Sequence[str]) -> dict[str, Any]:
+        return {f: side.row.get(f) for f in fields} if side is not None else {}
+
+    def _sync_all(self) -> None:
+        self._unreadable: set[str] = set()
+        source, destination = self._read_source(), self._read_destination()
+        keys = sorted(set(source) | set(destination) | set(self.pairs))
+        keys = [k for k in keys if k not in self._unreadable]
+        source_fields = [self.back_names[t] for t in self.two_way if t in self.back_names]
+        size = self.config.batchSize
+        for i in range(0, len(keys), size):
+            batch = keys[i : i + size]
+            decisions = [self._decide(k, source.get(k), destination.get(k), self.pairs.get(k))
+                         for k in batch]
+            self._write(decisions, source, destination, source_fields)
+            if self.options.progress:
+                from .run import Progress
+                self.options.progress(Progress(self.config.name, i + len(batch), len(keys),
+                                               self.result))  # type: ignore[arg-type]
+        with _Tx(self.state_engine, rollback=True) as conn:
+            open_conflicts = self.state.open_conflicts(conn) if not self.options.dry_run else 0
+        if open_conflicts:
+            self.result.log("warn", f"{open_conflicts} conflicts are open: change one side of "
+                                    "each to resolve it")
+
+    def _write(self, decisions: list[_Decision], source: Mapping[str, _Side],
+               destination: Mapping[str, _Side], source_fields: list[str]) -> None:
+        new_pairs: dict[str, PairState | None] = {}
+        counts: list[tuple[_Decision, str]] = []
+        try:
+            with _Tx(self.src.engine, rollback=self.options.dry_run) as sconn:
+                for d in decisions:
+                    a, b = source.get(d.key), destination.get(d.key)
+                    if d.delete_source and a is not None:
+                        ok = self.src.delete_one(sconn, self.source_key,
+                                                 [a.row[k] for k in self.source_key],
+                                                 self._guard(a, source_fields))
+                        if not ok:
+                            d.counted = "changed"
+                    elif d.to_source is not None:
+                        row = self._source_row(d.to_source)
+                        if a is None:
+                            ok = self.src.insert_one(sconn, row)
+                        else:
+                            ok = self.src.update_one(sconn, self.source_key, row,
+                                                     self._guard(a, source_fields))
+                        if not ok:
+                            d.counted = "changed"
+            with _Tx(self.dst.engine, rollback=self.options.dry_run) as dconn:
+                for d in decisions:
+                    a, b = source.get(d.key), destination.get(d.key)
+                    if d.counted == "changed":
+                        continue
+                    if d.delete_destination and b is not None:
+                        if not self.dst.delete_one(dconn, self.key, [b.row[k] for k in self.key],
+                                                   self._guard(b, self.two_way)):
+                            d.counted = "changed"
+                            continue
+                    elif d.to_destination is not None:
+                        row = dict(d.to_destination)
+                        ok = (self.dst.insert_one(dconn, row) if b is None else
+                              self.dst.update_one(dconn, self.key, row,
+                                                  self._guard(b, self.two_way)))
+                        if not ok:
+                            d.counted = "changed"
+                            continue
+                    new_pairs[d.key] = self._next_state(d, a, b)
+                    counts.append((d, d.counted))
+                if not self.state_apart:
+                    self._save_pairs(dconn, new_pairs)
+            if self.state_apart:
+                with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+                    self._save_pairs(conn, new_pairs)
+        except DBAPIError as exc:
+            raise RunFailed(f"writing a two-way batch failed: "
+                            f"{describe_db_error(exc, self.dst.url)}", code="WRITE_ERROR"
+                            ) from None
+        except FieldError as exc:
+            raise RunFailed(f"mapping back to the source failed: {exc}", code=exc.code) from None
+        for d in decisions:
+            self._count(d)
+
+    def _save_pairs(self, conn: Any, pairs: dict[str, PairState | None]) -> None:
+        self.state.save_pairs(conn, pairs, set(self.pairs))
+        for k, v in pairs.items():
+            if v is None:
+                self.pairs.pop(k, None)
+            else:
+                self.pairs[k] = v
+
+    def _next_state(self, d: _Decision, a: _Side | None, b: _Side | None) -> PairState | None:
+        if d.conflict_open:
+            return PairState(
+                self.pairs[d.key].source_fp if d.key in self.pairs else None,
+                self.pairs[d.key].destination_fp if d.key in self.pairs else None,
+                self.pairs[d.key].image if d.key in self.pairs else {},
+                True, a.fp if a else None, b.fp if b else None)
+        # What each side holds now, after this decision's writes.
+        a_common = None if a is None or d.delete_source else a.common
+        b_common = None if b is None or d.delete_destination else b.common
+        if d.to_source is not None:
+            a_common = {**(a_common or {}), **{t: d.to_source.get(t) for t in self.two_way}}
+        if d.to_destination is not None:
+            b_common = dict(d.to_destination)
+        if a_common is None and b_common is None:
+            return None
+        image_from = b_common if b_common is not None else a_common
+        return PairState(
+            fingerprint(a_common, self.two_way) if a_common is not None else None,
+            fingerprint(b_common, self.two_way) if b_common is not None else None,
+            {t: plain(image_from.get(t)) for t in self.two_way} if image_from else {},
+        )
+
+    def _count(self, d: _Decision) -> None:
+        r = self.result
+        if d.counted == "changed":  # someone wrote the row meanwhile: the next run decides
+            r.skipped += 1
+            r.log("info", f"record {d.key} changed during the run; left for the next run")
+            return
+        if d.conflict_open:
+            r.errored += 1
+            r.error("changed on both sides since the last sync; resolve it by changing one "
+                    "side (conflictResolution is manual)", record_id=d.key, code="CONFLICT")
+            return
+        setattr(r, d.counted, getattr(r, d.counted) + 1)
+        action = {"inserted": "insert", "updated": "update", "deleted": "delete"}
+        if d.counted in action:
+            bucket = self.samples.setdefault(action[d.counted], [])
+            if len(bucket) < self.options.sample_size:
+                bucket.append(d.to_destination or d.to_source or {"key": d.key})
+
