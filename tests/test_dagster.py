@@ -25,7 +25,8 @@ def materialize(
     defs: dg.Definitions, key: list[str], **kwargs: object
 ) -> dg.ExecuteInProcessResult:
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    return dg.materialize(assets, resources=defs.resources, selection=[dg.AssetKey(key)],
+    selection = dg.AssetSelection.assets(dg.AssetKey(key)).required_multi_asset_neighbors()
+    return dg.materialize(assets, resources=defs.resources, selection=selection,
                           raise_on_error=False, **kwargs)  # type: ignore[arg-type]
 
 
@@ -284,3 +285,48 @@ def test_the_component_loads_a_project_from_defs_yaml(demo: Path) -> None:
             schedule = defs.resolve_schedule_def("sync__contacts_to_warehouse__schedule")
             assert schedule.execution_timezone == "America/New_York"
             assert defs.resolve_assets_def(["warehouse", "orders"])
+
+
+TWO_WAY = """\
+objectstack: {url: "sqlite:///os.db"}
+connectors:
+  sheet: {type: sql, url: "sqlite:///sheet.db"}
+syncs:
+  - name: contacts_2way
+    direction: bidirectional
+    conflictResolution: manual
+    source: {object: contact}
+    destination:
+      connectorInstanceId: sheet
+      externalResource: rows
+      operation: sync
+      matchKey: [email]
+      mapping: {email: Email, name: Name}
+"""
+
+
+def test_a_bidirectional_sync_materializes_both_sides_in_one_run(tmp_path: Path) -> None:
+    os_db = sa.create_engine(f"sqlite:///{tmp_path}/os.db")
+    with os_db.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE contact (id INTEGER PRIMARY KEY, email TEXT, name TEXT)"))
+        conn.execute(sa.text("INSERT INTO contact VALUES (1, 'a@x.io', 'Ann')"))
+    (tmp_path / "p.yaml").write_text(TWO_WAY)
+    defs = build_definitions(tmp_path)
+    result = materialize(defs, ["sheet", "rows"])
+    assert result.success
+    keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert keys == {"sheet/rows", "objectstack/contact"}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"sync_completed": True, "no_open_conflicts": True}
+    # a conflict left open by `manual` fails the conflicts check
+    sheet = sa.create_engine(f"sqlite:///{tmp_path}/sheet.db")
+    with sheet.begin() as conn:
+        conn.execute(sa.text("UPDATE rows SET Name = 'Anna' WHERE Email = 'a@x.io'"))
+    with os_db.begin() as conn:
+        conn.execute(sa.text("UPDATE contact SET name = 'Annie' WHERE id = 1"))
+    result = materialize(defs, ["sheet", "rows"])
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"sync_completed": False, "no_open_conflicts": False}
+    os_db.dispose()
+    sheet.dispose()

@@ -1,6 +1,13 @@
 """The Dagster layer: compiles a project into Definitions and reports engine results."""
 
-from .assets import ALLOW_MASS_DELETE_TAG, CHECK_NAME, FULL_REFRESH_TAG, SYNC_TAG, SyncRunConfig
+from .assets import (
+    ALLOW_MASS_DELETE_TAG,
+    CHECK_NAME,
+    CONFLICTS_CHECK_NAME,
+    FULL_REFRESH_TAG,
+    SYNC_TAG,
+    SyncRunConfig,
+)
 from .component import DataSyncComponent
 from .definitions import build_definitions
 from .notify import SmtpNotifier
@@ -9,6 +16,7 @@ from .translator import SyncTranslator
 __all__ = [
     "ALLOW_MASS_DELETE_TAG",
     "CHECK_NAME",
+    "CONFLICTS_CHECK_NAME",
     "FULL_REFRESH_TAG",
     "SYNC_TAG",
     "DataSyncComponent",

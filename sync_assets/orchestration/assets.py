@@ -25,6 +25,7 @@ SYNC_TAG = "sync_assets/sync"
 FULL_REFRESH_TAG = "sync/full_refresh"
 ALLOW_MASS_DELETE_TAG = "sync/allow_mass_delete"
 CHECK_NAME = "sync_completed"
+CONFLICTS_CHECK_NAME = "no_open_conflicts"
 NOTIFIER_KEY = "sync_notifier"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -84,18 +85,26 @@ def build_sync_asset(
 ) -> dg.AssetsDefinition:
     """The asset of one sync. `sync` is a parameter, not a loop variable: each asset keeps
     its own."""
-    spec = translator.get_asset_spec(sync)
-    check = dg.AssetCheckSpec(
+    specs = translator.get_asset_specs(sync)
+    spec = specs[0]
+    checks = [dg.AssetCheckSpec(
         CHECK_NAME,
         asset=spec.key,
         description="Every record the last run considered was written or skipped: no record "
         "errored (a partial run fails this check with its error table).",
-    )
+    )]
+    if sync.config.direction == "bidirectional":
+        checks.append(dg.AssetCheckSpec(
+            CONFLICTS_CHECK_NAME,
+            asset=spec.key,
+            description="No conflict is left open (conflictResolution manual leaves records "
+            "changed on both sides unsynced until one side changes again).",
+        ))
 
     @dg.multi_asset(
         name=op_name(sync),
-        specs=[spec],
-        check_specs=[check],
+        specs=specs,
+        check_specs=checks,
         retry_policy=retry_policy(sync),
         op_tags={SYNC_TAG: sync.name},
         required_resource_keys={NOTIFIER_KEY},
@@ -132,10 +141,23 @@ def build_sync_asset(
         cursor = sync_run.result.cursor
         meta = result_metadata(spec_dict, rows, None if cursor is None else plain(cursor))
         yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
+        for other in specs[1:]:  # a two-way sync wrote both sides in this run
+            yield dg.MaterializeResult(asset_key=other.key, metadata=result_metadata(
+                spec_dict, None, None))
         errored = spec_dict.get("stats", {}).get("recordsErrored", 0)
         check_meta: dict[str, Any] = {"recordsErrored": dg.MetadataValue.int(errored)}
         if spec_dict.get("errors"):
             check_meta["errors"] = errors_table(spec_dict["errors"])
+        if sync.config.direction == "bidirectional":
+            conflicts = [e for e in spec_dict.get("errors", []) if e.get("code") == "CONFLICT"]
+            yield dg.AssetCheckResult(
+                asset_key=spec.key,
+                check_name=CONFLICTS_CHECK_NAME,
+                passed=not conflicts,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"open_conflicts": dg.MetadataValue.int(len(conflicts)),
+                          **({"conflicts": errors_table(conflicts)} if conflicts else {})},
+            )
         yield dg.AssetCheckResult(
             asset_key=spec.key,
             check_name=CHECK_NAME,

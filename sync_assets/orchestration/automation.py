@@ -9,10 +9,12 @@ from ..project import Project, SyncDefinition
 from .assets import SYNC_TAG
 
 
-def build_job(sync: SyncDefinition, key: dg.AssetKey) -> dg.UnresolvedAssetJobDefinition:
+def build_job(
+    sync: SyncDefinition, keys: list[dg.AssetKey]
+) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=f"sync__{sync.name}__job",
-        selection=dg.AssetSelection.assets(key),
+        selection=dg.AssetSelection.assets(*keys),
         description=f"Run sync {sync.name}",
         tags={SYNC_TAG: sync.name},
     )

@@ -37,16 +37,17 @@ def build_definitions(
     assets, jobs, schedules, sensors = [], [], [], []
     owners: dict[dg.AssetKey, str] = {}
     for sync in project.syncs.values():
-        key = translator.get_asset_key(sync)
-        if key in owners:
-            raise ValueError(
-                f"syncs '{owners[key]}' and '{sync.name}' both produce asset "
-                f"{key.to_user_string()}: give one of them another destination, or a "
-                "translator that tells them apart"
-            )
-        owners[key] = sync.name
-        assets.append(build_sync_asset(project, sync, translator))
-        job = build_job(sync, key)
+        assets_def = build_sync_asset(project, sync, translator)
+        for key in assets_def.keys:
+            if key in owners:
+                raise ValueError(
+                    f"syncs '{owners[key]}' and '{sync.name}' both produce asset "
+                    f"{key.to_user_string()}: give one of them another destination, or a "
+                    "translator that tells them apart"
+                )
+            owners[key] = sync.name
+        assets.append(assets_def)
+        job = build_job(sync, list(assets_def.keys))
         jobs.append(job)
         if (schedule := build_schedule(sync, job, timezone)) is not None:
             schedules.append(schedule)

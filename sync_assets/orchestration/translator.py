@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from ..connectors.settings import SqlConnectorSettings
+from ..engine.direction import flows
 from ..project import Project, SyncDefinition
 from ..spec.config import DataDestinationConfig, DataSourceConfig
 
@@ -38,12 +39,16 @@ class SyncTranslator:
         resource = endpoint.externalResource or ""
         return dg.AssetKey([endpoint.connectorInstanceId or "external", *resource.split(".")])
 
+    def _flow(self, sync: SyncDefinition) -> tuple[str, str]:
+        return flows(sync.config)[0]
+
     def get_asset_key(self, sync: SyncDefinition) -> dg.AssetKey:
-        """The destination side: the data the sync produces."""
-        return self.get_endpoint_key(sync.config.destination)
+        """The side the sync writes (the destination, unless the flow runs backwards)."""
+        return self.get_endpoint_key(getattr(sync.config, self._flow(sync)[1]))
 
     def get_source_key(self, sync: SyncDefinition) -> dg.AssetKey:
-        return self.get_endpoint_key(sync.config.source)
+        """The side the sync reads."""
+        return self.get_endpoint_key(getattr(sync.config, self._flow(sync)[0]))
 
     # -- presentation --------------------------------------------------------------------------
     def get_kinds(self, sync: SyncDefinition) -> set[str]:
@@ -119,6 +124,17 @@ class SyncTranslator:
                          for m in mappings]
             )
         return meta
+
+    def get_asset_specs(self, sync: SyncDefinition) -> list[dg.AssetSpec]:
+        """One spec per side the sync writes: two for a bidirectional sync, which writes
+        both sides in one run (neither depends on the other: that would be a cycle)."""
+        spec = self.get_asset_spec(sync)
+        if sync.config.direction != "bidirectional":
+            return [spec]
+        # Column lineage needs an upstream asset; two sides of one sync have none.
+        meta = {k: v for k, v in spec.metadata.items() if k != "dagster/column_lineage"}
+        return [spec.replace_attributes(deps=[], metadata=meta),
+                spec.replace_attributes(key=self.get_source_key(sync), deps=[], metadata=meta)]
 
     def get_asset_spec(self, sync: SyncDefinition) -> dg.AssetSpec:
         return dg.AssetSpec(
