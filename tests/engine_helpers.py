@@ -57,6 +57,10 @@ def to_warehouse(name: str, source: str, table: str, operation: str = "upsert",
     for key in ("filters", "fields"):
         if key in extra:
             src[key] = extra.pop(key)
+    # The change log is evidence in many tests; it exists only with an `audit` section.
+    extra.setdefault("audit", {})
+    if extra["audit"] is None:
+        del extra["audit"]
     return {"name": name, "source": src, "destination": dest, **extra}
 
 

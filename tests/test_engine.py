@@ -138,7 +138,7 @@ def test_first_upsert_creates_the_destination_with_types_and_exact_rows(
 def test_rerun_without_source_change_writes_nothing(tmp_path: Path, backend: Urls) -> None:
     os_url, wh_url = backend
     seed_people(os_url, 4)
-    proj = project(tmp_path, backend, to_warehouse("people", "person", "people"))
+    proj = project(tmp_path, backend, to_warehouse("people", "person", "people", audit={}))
     assert counts(sync(proj, "people")) == {"processed": 4, "inserted": 4}
     before = rows(wh_url, "people", "id")
     logged = count_rows(wh_url, CHANGES)
@@ -499,7 +499,7 @@ def test_change_log_keeps_before_and_after(tmp_path: Path, backend: Urls) -> Non
     os_url, wh_url = backend
     seed_people(os_url, 2)
     proj = project(tmp_path, backend, to_warehouse("people", "person", "people", "sync",
-                                                   **id_name()))
+                                                   audit={}, **id_name()))
     sync(proj, "people")
     update(os_url, "person", {"id": 1}, {"name": "one"})
     delete(os_url, "person", {"id": 2})
@@ -512,6 +512,14 @@ def test_change_log_keeps_before_and_after(tmp_path: Path, backend: Urls) -> Non
         ("update", "[1]", {"id": 1, "name": "name 1"}, {"id": 1, "name": "one"}),
         ("delete", "[2]", {"id": 2, "name": "name 2"}, None),
     ]
+
+
+def test_no_change_log_without_an_audit_section(tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    seed_people(os_url, 2)
+    proj = project(tmp_path, backend, to_warehouse("people", "person", "people", audit=None))
+    assert counts(sync(proj, "people")) == {"processed": 2, "inserted": 2}
+    assert state_counts(wh_url)[CHANGES] == 0
 
 
 def test_no_change_log_without_track_changes(tmp_path: Path, backend: Urls) -> None:
@@ -1223,7 +1231,7 @@ def test_compression_stores_the_change_log_compressed(
     insert(os_url, "people", _people(3))
     proj = project(tmp_path, backend, to_warehouse(
         "people", "people", "people", matchKey=["email"],
-        optimization={"compressionEnabled": True}))
+        optimization={"compressionEnabled": True}, audit={}))
     sync(proj, "people")
     with engine_for(wh_url) as engine, engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT after FROM _sync_assets_changes")).scalars().all()

@@ -116,4 +116,6 @@ class DataSyncConfig(SpecModel):
 
     @property
     def effective_audit(self) -> AuditConfig:
-        return self.audit or AuditConfig()
+        # No `audit` section means no audit trail: the change log costs a write per record,
+        # so it is kept only when asked for (`audit: {}` keeps it, trackChanges defaulting on).
+        return self.audit or AuditConfig.model_validate({"trackChanges": False})
