@@ -17,7 +17,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+
+from ..connectors import pgcopy
 
 _CHUNK = 500
 
@@ -155,6 +158,11 @@ class StateStore:
     def fingerprints(self, conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, bool]]:
         out: dict[str, tuple[str, bool]] = {}
         r = self.records.c
+        if conn.dialect.name == "postgresql":  # one query with an array
+            stmt = sa.select(r.record_key, r.fingerprint, r.created).where(
+                r.sync_name == self.sync_name,
+                r.record_key == sa.any_(sa.literal(list(keys), type_=ARRAY(sa.String))))
+            return {k: (fp, bool(c)) for k, fp, c in conn.execute(stmt)}
         for i in range(0, len(keys), _CHUNK):
             stmt = sa.select(r.record_key, r.fingerprint, r.created).where(
                 r.sync_name == self.sync_name, r.record_key.in_(keys[i : i + _CHUNK])
@@ -172,7 +180,9 @@ class StateStore:
             for k, fp, c in rows if k not in known
         ]
         old = [{"k": k, "fp": fp, "c": c} for k, fp, c in rows if k in known]
-        if new:
+        if new and pgcopy.usable(conn, new):
+            pgcopy.copy_rows(conn, self.records, list(new[0]), new)
+        elif new:
             conn.execute(sa.insert(self.records), new)
         if old:
             conn.execute(
