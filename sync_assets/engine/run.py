@@ -184,6 +184,9 @@ class SyncRun:
                 "info", "full refresh: every record is read again and compared with the destination"
             )
         self.mirror = self.op == "sync"
+        # An incremental mirror reads every source key at the end anyway: no marking before.
+        self._rescans_keys = bool(self.mirror and cfg.changeTrackingField
+                                  and cfg.syncMode != "full")
         # Mirror runs record every key they see; a dry run keeps them in memory instead,
         # because its transactions roll back.
         self.seen_in_memory: set[str] | None = set() if self.options.dry_run else None
@@ -380,7 +383,7 @@ class SyncRun:
         return read
 
     def _mark_seen(self, keys: list[str]) -> None:
-        if not self.mirror or not keys:
+        if not self.mirror or not keys or self._rescans_keys:
             return
         if self.seen_in_memory is not None:
             self.seen_in_memory.update(keys)
@@ -624,13 +627,23 @@ class SyncRun:
     def _all_source_keys(self) -> None:
         """Mirror needs every source key, not just the changed ones an incremental run read."""
         request = self._request(None)
+        renamed = {m.target: m.source for m in self.mapper.entries
+                   if m.transform is None and "defaultValue" not in m.model_fields_set}
+        direct = all(k in renamed for k in self.key)
+        # Keys that are plain renames are read alone; others need the whole mapping.
+        columns = ([renamed[k] for k in self.key] + self.source_id if direct
+                   else request.columns)
         request = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
-                                 "order_by": self.source_id, "batch_size": 5000})
+                                 "columns": list(dict.fromkeys(columns)),
+                                 "order_by": self.source_id, "batch_size": 20000})
         for rows in self.source.read_batches(request):
             keys = []
             for row in rows:
-                mapped, _ = self.mapper.map(row)
-                values = tuple(mapped.get(k) for k in self.key)
+                if direct:
+                    values = tuple(row[renamed[k]] for k in self.key)
+                else:
+                    mapped, _ = self.mapper.map(row)
+                    values = tuple(mapped.get(k) for k in self.key)
                 if any(v is None for v in values):
                     self.key_unknown += 1
                 else:
@@ -645,6 +658,7 @@ class SyncRun:
                 with self.state_engine.begin() as conn:
                     self.state.clear_seen(conn)
             self.key_unknown = 0
+            self._rescans_keys = False
             self._all_source_keys()
         if self.key_unknown:
             self.result.log("warn", f"{self.key_unknown} source records have no match key; "

@@ -107,10 +107,13 @@ class StateStore:
         )
         # Keys seen in the source during a mirror run: kept in the database, not in memory,
         # so a mirror of any size runs in flat memory. Cleared when a mirror run starts.
+        # No primary key: a key seen twice is stored twice (cheaper than checking), and the
+        # anti-join below does not mind.
         self.seen = sa.Table(
             "_sync_assets_seen", md,
-            sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_key", sa.String(1024), primary_key=True),
+            sa.Column("sync_name", sa.String(255), nullable=False),
+            sa.Column("record_key", sa.String(1024), nullable=False),
+            sa.Index("ix__sync_assets_seen_key", "sync_name", "record_key"),
         )
         # Two-way syncs: what each side looked like at the last sync, per record.
         self.pairs = sa.Table(
@@ -206,20 +209,12 @@ class StateStore:
         conn.execute(sa.delete(self.seen).where(self.seen.c.sync_name == self.sync_name))
 
     def mark_seen(self, conn: Connection, keys: Sequence[str]) -> None:
-        """Record keys as seen; a key seen twice in one run is stored once."""
-        unique = list(dict.fromkeys(keys))
-        if not unique:
-            return
-        s = self.seen.c
-        already: set[str] = set()
-        for i in range(0, len(unique), _CHUNK):
-            stmt = sa.select(s.record_key).where(
-                s.sync_name == self.sync_name, s.record_key.in_(unique[i : i + _CHUNK])
-            )
-            already.update(k for (k,) in conn.execute(stmt))
-        new = [{"sync_name": self.sync_name, "record_key": k} for k in unique if k not in already]
-        if new:
-            conn.execute(sa.insert(self.seen), new)
+        """Record keys as seen in this run."""
+        rows = [{"sync_name": self.sync_name, "record_key": k} for k in dict.fromkeys(keys)]
+        if rows and pgcopy.usable(conn, rows):
+            pgcopy.copy_rows(conn, self.seen, ["sync_name", "record_key"], rows)
+        elif rows:
+            conn.execute(sa.insert(self.seen), rows)
 
     def unseen_created_keys(self, conn: Connection, batch: int = 5000) -> Iterator[list[str]]:
         """Keys this sync created that the current mirror run did not see in the source."""
