@@ -1,7 +1,8 @@
 """A throw-away PostgreSQL cluster on 127.0.0.1 for tests and benchmarks.
 
 initdb and pg_ctl refuse to run as root, so as root they run as the `postgres` system user on a
-data directory that user owns. Use `SYNC_ASSETS_TEST_PG_URL` to point at an existing server.
+data directory that user owns. Use `SYNC_ASSETS_TEST_PG_URL` to point the tests at an existing
+server. The benchmark (bench/pgcluster.py) starts its clusters here too, with its own settings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,19 +29,25 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
     for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
         return str(candidate)
-    raise RuntimeError(f"{name} not found: install PostgreSQL (Debian: postgresql)")
+    raise RuntimeError(f"{name} not found: install PostgreSQL's server binaries "
+                       "(Debian: apt-get install postgresql)")
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Start a cluster, yield a SQLAlchemy URL to an empty database, stop and remove it."""
-    if url := os.environ.get("SYNC_ASSETS_TEST_PG_URL"):
+def postgres_cluster(
+    settings: Mapping[str, str] | None = None,
+    database: str | None = "sync_test",
+    scheme: str = "postgresql+psycopg2",
+) -> Iterator[str]:
+    """Start a cluster, yield a URL of `database` (created empty; None: the `postgres`
+    database), stop and remove the cluster, whatever happened."""
+    if (url := os.environ.get("SYNC_ASSETS_TEST_PG_URL")) and database == "sync_test":
         yield url
         return
     base = Path(tempfile.mkdtemp(prefix="sync-assets-pg-"))
@@ -50,21 +57,24 @@ def postgres_cluster() -> Iterator[str]:
         shutil.chown(base, "postgres")
         shutil.chown(data, "postgres")
     port = _free_port()
-    run = lambda cmd: subprocess.run(  # noqa: E731
-        _as_postgres(cmd), check=True, capture_output=True, text=True, cwd=base
-    )
+    options = {"max_connections": "200", **(settings or {})}
+    opts = " ".join(f"-c {k}={v}" for k, v in options.items())
+
+    def run(cmd: list[str]) -> None:
+        subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True, cwd=base)
+
     try:
-        run([_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
+        run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
              "-E", "UTF8", "--locale=C"])
-        run([_bin("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-             f"-h 127.0.0.1 -p {port} -k {base} -F -c max_connections=200",
-             "start"])
-        run([_bin("psql") if shutil.which("psql") else "psql", "-h", "127.0.0.1", "-p",
-             str(port), "-U", "postgres", "-c", "CREATE DATABASE sync_test"])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/sync_test"
+        run([pg_bin("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "120",
+             "-o", f"-h 127.0.0.1 -p {port} -k {base} -F {opts}", "start"])
+        if database is not None:
+            run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                 "-c", f'CREATE DATABASE "{database}"'])
+        yield f"{scheme}://postgres@127.0.0.1:{port}/{database or 'postgres'}"
     finally:
         subprocess.run(
-            _as_postgres([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            _as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True, cwd=base,
         )
         shutil.rmtree(base, ignore_errors=True)
