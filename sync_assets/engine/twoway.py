@@ -12,6 +12,7 @@ between leaves both sides holding the same values, which the next run recognises
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ def _moment(value: Any) -> datetime | None:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value)
     return None
+
+
+def _record_id(key: str) -> str:
+    """A record's id for users: its match-key value, or the JSON list of a composite key."""
+    values = json.loads(key)
+    return str(values[0]) if len(values) == 1 else key
 
 
 def _differs(x: Mapping[str, Any], y: Mapping[str, Any], fields: Sequence[str]) -> bool:
@@ -434,12 +441,14 @@ class TwoWayRun:
         r = self.result
         if d.counted == "changed":  # someone wrote the row meanwhile: the next run decides
             r.skipped += 1
-            r.log("info", f"record {d.key} changed during the run; left for the next run")
+            r.log("info", f"record {_record_id(d.key)} changed during the run; left for the "
+                          "next run")
             return
         if d.conflict_open:
             r.errored += 1
             r.error("changed on both sides since the last sync; resolve it by changing one "
-                    "side (conflictResolution is manual)", record_id=d.key, code="CONFLICT")
+                    "side (conflictResolution is manual)", record_id=_record_id(d.key),
+                    code="CONFLICT")
             return
         setattr(r, d.counted, getattr(r, d.counted) + 1)
         action = {"inserted": "insert", "updated": "update", "deleted": "delete"}
