@@ -233,7 +233,9 @@ class SqlTable(Endpoint):
             stmt = stmt.order_by(*order).limit(request.batch_size)
             try:
                 with self.engine.connect() as conn:
-                    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+                    result = conn.execute(stmt)
+                    names = list(result.keys())
+                    rows = [dict(zip(names, r, strict=True)) for r in result]
             except DBAPIError as exc:
                 raise self.error(exc, "reading") from None
             if not rows:
