@@ -8,8 +8,10 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,6 +95,15 @@ def describe_db_error(exc: BaseException, url: str) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     return redact(f"{type(orig).__name__}: {text}", url)
+
+
+def _parse_datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+
+def _parse_date(text: str) -> date:
+    text = text.strip()
+    return date.fromisoformat(text) if len(text) == 10 else _parse_datetime(text).date()
 
 
 def split_resource(resource: str, default_schema: str | None) -> tuple[str | None, str]:
@@ -330,9 +341,40 @@ class SqlTable(Endpoint):
             conds.append(table.c[column].is_not_distinct_from(value))
         return conds
 
+    def _parsers(self) -> dict[str, Any]:
+        """Columns whose type needs a Python value, with how to read one from text."""
+        if getattr(self, "_parser_cache", None) is None:
+            parsers: dict[str, Any] = {}
+            for column in self.table().columns:
+                try:
+                    python_type = column.type.python_type
+                except NotImplementedError:
+                    continue
+                if python_type is datetime:
+                    parsers[column.name] = _parse_datetime
+                elif python_type is date:
+                    parsers[column.name] = _parse_date
+            self._parser_cache = parsers
+        return self._parser_cache  # type: ignore[return-value]
+
+    def coerce(self, row: Record) -> Record:
+        """Text values for date and time columns as Python values (SQLite's driver types
+        refuse text; PostgreSQL would parse it anyway): ISO-8601 text, as the engine writes."""
+        parsers = self._parsers()
+        if not parsers:
+            return row
+        out = dict(row)
+        for name, parse in parsers.items():
+            value = out.get(name)
+            if type(value) is str:
+                with contextlib.suppress(ValueError):  # the database reports what it refuses
+                    out[name] = parse(value)
+        return out
+
     def update_one(self, conn: Connection, key: Sequence[str], row: Record,
                    expected: Mapping[str, Any] | None = None) -> bool:
         """Update one row, only if it still holds `expected`; False when it did not."""
+        row = self.coerce(row)
         values = {c: v for c, v in row.items() if c not in key}
         if not values:
             return True
@@ -349,7 +391,7 @@ class SqlTable(Endpoint):
         """Insert one row unless it appeared meanwhile (then False, nothing written)."""
         try:
             with conn.begin_nested():
-                conn.execute(sa.insert(self.table()), [row])
+                conn.execute(sa.insert(self.table()), [self.coerce(row)])
             return True
         except sa.exc.IntegrityError:
             return False

@@ -16,13 +16,13 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 
 from .. import filters as objectql
-from ..connectors.base import ConnectorError, Record
+from ..connectors.base import ConnectorError, Description, FieldInfo, Record
 from ..connectors.sql import SqlTable, describe_db_error, get_engine
 from ..project import Project
 from ..spec import DataSyncConfig, SyncExecutionResult
@@ -59,9 +59,8 @@ class _Decision:
 
 def _moment(value: Any) -> datetime | None:
     """A change-tracking value as a comparable datetime (stored text included)."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(
-            None).replace(tzinfo=None)
+    if isinstance(value, datetime):  # naive values are UTC, as everywhere in the engine
+        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, str):
@@ -70,7 +69,7 @@ def _moment(value: Any) -> datetime | None:
         except ValueError:
             return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value)
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
     return None
 
 
@@ -130,10 +129,15 @@ class TwoWayRun:
         if not self.key:
             raise RunFailed("a bidirectional sync needs destination.matchKey to pair records",
                             code="CONFIG")
-        if not ddesc.exists:
+        self.dst_missing = not ddesc.exists
+        if self.dst_missing and not self.options.dry_run:
             with self.dst.engine.begin() as conn:
                 self.dst.create(conn, self.forward.target_types(), self.key)
             ddesc = self.dst.describe()
+            self.dst_missing = False
+        elif self.dst_missing:  # a dry run creates nothing: describe the table it would create
+            ddesc = Description(fields={n: FieldInfo(n, t) for n, t in
+                                        self.forward.target_types()}, primary_key=tuple(self.key))
         types = {n: f.type for n, f in sdesc.fields.items()}
         self.reverse_config = reversed_config(cfg, types)
         self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)
@@ -142,8 +146,10 @@ class TwoWayRun:
         self.back_names = {m.target: m.source for m in entries if one_way_reason(m) is None}
         ctf = cfg.changeTrackingField
         self.source_ctf = ctf
-        renames = {m.source: m.target for m in entries if m.transform is None}
-        self.destination_ctf = renames.get(ctf) if ctf else None
+        # latest_wins compares the change-tracking field with its counterpart (rename or cast)
+        counterpart = {m.source: m.target for m in entries
+                       if m.transform is None or m.transform.type == "cast"}
+        self.destination_ctf = counterpart.get(ctf) if ctf else None
         self._open_state()
         self._sync_all()
 
@@ -166,24 +172,47 @@ class TwoWayRun:
         filt = objectql.parse_filter(cfg.source.filters) if cfg.source.filters else None
         columns = list(dict.fromkeys([*self.forward.source_fields, *self.source_key,
                                       *([self.source_ctf] if self.source_ctf else [])]))
+        self._source_columns = columns
         out: dict[str, _Side] = {}
         for row in self.src.fetch_all(columns, filt, self.source_key):
-            common, problems = self.forward.map(row)
-            rid = str(plain(row.get(self.source_key[0])))
-            if problems:
-                for p in problems:
-                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
-                self.result.errored += 1
-                self._unreadable.add(record_key([common.get(k) for k in self.key]))
-                continue
-            key = record_key([common[k] for k in self.key])
-            out[key] = _Side(row, common, fingerprint(common, self.two_way))
+            self._add_source_row(out, row)
         return out
+
+    def _add_source_row(self, out: dict[str, _Side], row: Record) -> None:
+        common, problems = self.forward.map(row)
+        rid = str(plain(row.get(self.source_key[0])))
+        if problems:
+            for p in problems:
+                self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+            self.result.errored += 1
+            self._unreadable.add(record_key([common.get(k) for k in self.key]))
+            return
+        key = record_key([common[k] for k in self.key])
+        out[key] = _Side(row, common, fingerprint(common, self.two_way))
+
+    def _read_source_outside_filter(self, keys: list[str], out: dict[str, _Side]) -> None:
+        """Paired or destination records the filtered read did not return but the source
+        still holds: the filter decides which records start syncing, not which are deleted
+        (a record a run created on the source need not match an unmapped filter column)."""
+        wanted = []
+        for key in keys:
+            values = json.loads(key)
+            a_row, problems = self.backward.map(dict(zip(self.key, values, strict=True)))
+            if not problems:
+                wanted.append(tuple(a_row.get(k) for k in self.source_key))
+        if not wanted:
+            return
+        with self.src.engine.connect() as conn:
+            rows = self.src.fetch(conn, self.source_key, wanted, self._source_columns)
+        for row in rows:
+            self._add_source_row(out, row)
 
     def _read_destination(self) -> dict[str, _Side]:
         columns = list(dict.fromkeys([*self.targets, *self.key,
                                       *([self.destination_ctf] if self.destination_ctf else [])]))
         out: dict[str, _Side] = {}
+        if self.dst_missing:
+            return out
         for row in self.dst.fetch_all(columns, None, self.key):
             common = {t: row.get(t) for t in self.targets}
             key = record_key([row[k] for k in self.key])
@@ -260,11 +289,15 @@ class TwoWayRun:
             elif op != "insert" and _differs(a.common, b.common, self.two_way):
                 d.to_source, d.counted = b.common, "updated"
             if a is not None and b is not None and d.to_source is None:
-                # one-way fields still follow the source
-                extra = {f: a.common.get(f) for f in self.targets if f not in self.two_way}
-                if _differs(extra, b.common, list(extra)):
-                    d.to_destination = {**b.common, **extra}
-                    d.counted = "updated"
+                self._one_way_fields(d, a, b)
+
+    def _one_way_fields(self, d: _Decision, a: _Side, b: _Side) -> None:
+        """Fields that flow source -> destination only (constants, lookups, expressions)
+        follow the source whatever else happens to the record."""
+        extra = {f: a.common.get(f) for f in self.targets if f not in self.two_way}
+        if extra and _differs(extra, b.common, list(extra)):
+            d.to_destination = {**b.common, **extra}
+            d.counted = "updated"
 
     def _decide(self, key: str, a: _Side | None, b: _Side | None,
                 prev: PairState | None) -> _Decision:
@@ -282,7 +315,7 @@ class TwoWayRun:
             a_changed, b_changed = a is not None, b is not None
         if not a_changed and not b_changed:
             if a is not None and b is not None:
-                self._apply(d, "destination", a, b)  # only one-way fields can differ here
+                self._one_way_fields(d, a, b)
             return d
         if a_changed and not b_changed:
             self._apply(d, "source", a, b)
@@ -330,6 +363,9 @@ class TwoWayRun:
     def _sync_all(self) -> None:
         self._unreadable: set[str] = set()
         source, destination = self._read_source(), self._read_destination()
+        if self.config.source.filters:
+            outside = [k for k in set(destination) | set(self.pairs) if k not in source]
+            self._read_source_outside_filter(sorted(outside), source)
         keys = sorted(set(source) | set(destination) | set(self.pairs))
         keys = [k for k in keys if k not in self._unreadable]
         source_fields = [self.back_names[t] for t in self.two_way if t in self.back_names]
@@ -372,7 +408,14 @@ class TwoWayRun:
                                                      self._guard(a, source_fields))
                         if not ok:
                             d.counted = "changed"
+                self._held_source = self._read_back_source(sconn, [
+                    d for d in decisions if d.to_source is not None and d.counted != "changed"])
             with _Tx(self.dst.engine, rollback=self.options.dry_run) as dconn:
+                if self.options.dry_run:
+                    if not self.state_apart:
+                        self.state.ensure(dconn)
+                    if self.dst_missing:
+                        self.dst.create(dconn, self.forward.target_types(), self.key)
                 for d in decisions:
                     a, b = source.get(d.key), destination.get(d.key)
                     if d.counted == "changed":
@@ -390,14 +433,21 @@ class TwoWayRun:
                         if not ok:
                             d.counted = "changed"
                             continue
-                    new_pairs[d.key] = self._next_state(d, a, b)
                     counts.append((d, d.counted))
+                held = self._read_back_destination(dconn, [
+                    d for d, _ in counts if d.to_destination is not None])
+                for d, _ in counts:
+                    new_pairs[d.key] = self._next_state(
+                        d, source.get(d.key), destination.get(d.key),
+                        self._held_source.get(d.key), held.get(d.key))
                 if not self.state_apart:
                     self._save_pairs(dconn, new_pairs)
             if self.state_apart:
                 with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+                    if self.options.dry_run:
+                        self.state.ensure(conn)
                     self._save_pairs(conn, new_pairs)
-        except DBAPIError as exc:
+        except StatementError as exc:  # DBAPIError included; also a value a column refuses
             raise RunFailed(f"writing a two-way batch failed: "
                             f"{describe_db_error(exc, self.dst.url)}", code="WRITE_ERROR"
                             ) from None
@@ -414,7 +464,33 @@ class TwoWayRun:
             else:
                 self.pairs[k] = v
 
-    def _next_state(self, d: _Decision, a: _Side | None, b: _Side | None) -> PairState | None:
+    def _read_back_source(self, conn: Any, decisions: list[_Decision]) -> dict[str, Record]:
+        """What the source holds for the records just written to it, in destination names:
+        a column's type may change a value on the way in (text dates, numbers), and the
+        state must remember what is there, or the next run sees a change (an echo)."""
+        if not decisions:
+            return {}
+        wanted = []
+        for d in decisions:
+            row = self._source_row(d.to_source or {})
+            wanted.append(tuple(row.get(k) for k in self.source_key))
+        held: dict[str, Record] = {}
+        for row in self.src.fetch(conn, self.source_key, wanted, self._source_columns):
+            common, problems = self.forward.map(row)
+            if not problems:
+                held[record_key([common[k] for k in self.key])] = common
+        return held
+
+    def _read_back_destination(self, conn: Any, decisions: list[_Decision]) -> dict[str, Record]:
+        if not decisions:
+            return {}
+        values = [tuple((d.to_destination or {}).get(k) for k in self.key) for d in decisions]
+        return {record_key([r[k] for k in self.key]): {t: r.get(t) for t in self.targets}
+                for r in self.dst.fetch(conn, self.key, values, self.targets)}
+
+    def _next_state(self, d: _Decision, a: _Side | None, b: _Side | None,
+                    held_a: Record | None = None, held_b: Record | None = None
+                    ) -> PairState | None:
         if d.conflict_open:
             return PairState(
                 self.pairs[d.key].source_fp if d.key in self.pairs else None,
@@ -425,9 +501,10 @@ class TwoWayRun:
         a_common = None if a is None or d.delete_source else a.common
         b_common = None if b is None or d.delete_destination else b.common
         if d.to_source is not None:
-            a_common = {**(a_common or {}), **{t: d.to_source.get(t) for t in self.two_way}}
+            a_common = held_a if held_a is not None else {
+                **(a_common or {}), **{t: d.to_source.get(t) for t in self.two_way}}
         if d.to_destination is not None:
-            b_common = dict(d.to_destination)
+            b_common = held_b if held_b is not None else dict(d.to_destination)
         if a_common is None and b_common is None:
             return None
         image_from = b_common if b_common is not None else a_common
