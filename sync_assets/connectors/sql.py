@@ -145,6 +145,7 @@ class SqlTable(Endpoint):
                                    else self.table_name)
         self.engine = get_engine(url, engine_options)
         self._table: sa.Table | None = None
+        self._parser_cache: dict[str, Any] | None = None
 
     # -- errors ---------------------------------------------------------------------------
     def error(self, exc: BaseException, doing: str) -> ConnectorError:
@@ -161,6 +162,7 @@ class SqlTable(Endpoint):
     def reflect(self, *, refresh: bool = False) -> sa.Table | None:
         if self._table is not None and not refresh:
             return self._table
+        self._parser_cache = None
         try:
             self._table = sa.Table(
                 self.table_name, sa.MetaData(), schema=self.schema, autoload_with=self.engine
@@ -283,6 +285,7 @@ class SqlTable(Endpoint):
         )
         table.create(conn)
         self._table = table
+        self._parser_cache = None
 
     def fetch(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]],
               columns: Sequence[str]) -> list[Record]:
@@ -308,6 +311,8 @@ class SqlTable(Endpoint):
     def insert(self, conn: Connection, rows: Sequence[Record]) -> None:
         if not rows:
             return
+        if self._parsers():
+            rows = [self.coerce(r) for r in rows]
         if pgcopy.usable(conn, rows):
             pgcopy.copy_rows(conn, self.table(), list(rows[0]), rows)
         else:
@@ -320,6 +325,8 @@ class SqlTable(Endpoint):
         columns = [c for c in rows[0] if c not in key]
         if not columns:
             return
+        if self._parsers():
+            rows = [self.coerce(r) for r in rows]
         stmt = (
             sa.update(table)
             .where(*[table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(key)])
@@ -343,7 +350,7 @@ class SqlTable(Endpoint):
 
     def _parsers(self) -> dict[str, Any]:
         """Columns whose type needs a Python value, with how to read one from text."""
-        if getattr(self, "_parser_cache", None) is None:
+        if self._parser_cache is None:
             parsers: dict[str, Any] = {}
             for column in self.table().columns:
                 try:
@@ -355,7 +362,7 @@ class SqlTable(Endpoint):
                 elif python_type is date:
                     parsers[column.name] = _parse_date
             self._parser_cache = parsers
-        return self._parser_cache  # type: ignore[return-value]
+        return self._parser_cache
 
     def coerce(self, row: Record) -> Record:
         """Text values for date and time columns as Python values (SQLite's driver types

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 
 from .. import filters as objectql
 from ..connectors.base import ConnectorError, ReadRequest, Record
@@ -458,7 +464,7 @@ class SyncRun:
                 break
             except (ConnectorError, RunFailed):
                 raise
-            except DBAPIError as exc:
+            except StatementError as exc:  # a database error, or a value a column refuses
                 message = describe_db_error(exc, self.dest.url)
                 transient = _transient(exc, self.dest.dialect)
                 retryable = handling.onSyncError == "retry" or transient
@@ -486,7 +492,7 @@ class SyncRun:
             last = cursor if i == len(items) - 1 else None
             try:
                 self._count(self._write([item], last))
-            except DBAPIError as exc:
+            except StatementError as exc:
                 self._refuse(item, describe_db_error(exc, self.dest.url))
 
     def _refuse(self, item: _Item, message: str) -> None:
