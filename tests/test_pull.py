@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import codes, status
 from twoway_helpers import (
-    codes,
     engine_for,
     expect,
     fresh_schema_urls,
@@ -25,7 +25,6 @@ from twoway_helpers import (
     pg_database_pair,
     raw_rows,
     stats,
-    status,
     sync,
 )
 

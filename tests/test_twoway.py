@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import codes, errors, status
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
@@ -27,12 +28,10 @@ from twoway_helpers import (
     T2,
     T3,
     Row,
-    codes,
     contact_table,
     create_a,
     create_b,
     edit,
-    errors,
     expect,
     fresh_schema_urls,
     make_project,
@@ -42,7 +41,6 @@ from twoway_helpers import (
     remove,
     side_rows,
     stats,
-    status,
     sync,
     twoway_sync,
 )

@@ -218,18 +218,6 @@ def sync(proj: Project, name: str = "contacts", **options: Any) -> SyncExecution
     return result
 
 
-def status(result: SyncExecutionResult) -> str:
-    return str(result.to_spec()["status"])
-
-
-def errors(result: SyncExecutionResult) -> list[dict[str, Any]]:
-    return list(result.to_spec().get("errors") or [])
-
-
-def codes(result: SyncExecutionResult) -> list[str | None]:
-    return [e.get("code") for e in errors(result)]
-
-
 # -- PostgreSQL without a database per test --------------------------------------------------
 _SCHEMAS = itertools.count()
 
