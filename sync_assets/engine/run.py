@@ -32,7 +32,7 @@ from .. import filters as objectql
 from ..connectors.base import ConnectorError, ReadRequest, Record
 from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error, get_engine
 from ..project import Project
-from ..spec import SyncExecutionResult
+from ..spec import DataSyncConfig, SyncExecutionResult
 from .cel import ExpressionError
 from .direction import flows, is_reversed, reversed_config
 from .endpoints import open_endpoint
@@ -106,11 +106,14 @@ def _transient(exc: BaseException, dialect: str) -> bool:
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
 
 
-class SyncRun:
+class RunBase:
+    """What every run of a sync has: its config, options, result and samples, and the rule
+    that an expected failure ends the run with a failed result rather than an exception."""
+
     def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
         self.project = project
         self.definition = project.sync(sync_name)
-        self.config = self.definition.config
+        self.config: DataSyncConfig = self.definition.config
         self.options = options or RunOptions()
         self.result = ResultBuilder(
             run_id=self.options.run_id or uuid.uuid4().hex,
@@ -118,23 +121,28 @@ class SyncRun:
             log_level=self.config.effective_audit.logLevel,
         )
         self.samples: dict[str, list[Record]] = {}
-        self._lock = threading.Lock()
-        self.state_name = self.config.name
 
-    # -- entry point ----------------------------------------------------------------------
     def execute(self) -> SyncExecutionResult:
         try:
             self._execute()
-        except RunFailed as exc:
-            self.result.error(str(exc), code=exc.code)
+        except (RunFailed, ConnectorError) as exc:
+            code = exc.code if isinstance(exc, RunFailed) else "CONNECTOR_ERROR"
+            self.result.error(str(exc), code=code)
             self.result.log("error", f"run failed: {exc}")
             return self.result.finish("failed")
-        except ConnectorError as exc:
-            self.result.error(str(exc), code="CONNECTOR_ERROR")
-            self.result.log("error", f"run failed: {exc}")
-            return self.result.finish("failed")
-        status = "partial" if self.result.errored else "completed"
-        return self.result.finish(status)
+        return self.result.finish("partial" if self.result.errored else "completed")
+
+    def _execute(self) -> None:
+        raise NotImplementedError
+
+
+class SyncRun(RunBase):
+    """A one-way run: push, pull, or a push of the reversed config."""
+
+    def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
+        super().__init__(project, sync_name, options)
+        self._lock = threading.Lock()
+        self.state_name = self.config.name
 
     def _execute(self) -> None:
         cfg = self.config

@@ -13,7 +13,6 @@ between leaves both sides holding the same values, which the next run recognises
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,15 +23,12 @@ from sqlalchemy.exc import StatementError
 from .. import filters as objectql
 from ..connectors.base import ConnectorError, Description, FieldInfo, Record
 from ..connectors.sql import SqlTable, describe_db_error, get_engine
-from ..project import Project
-from ..spec import DataSyncConfig, SyncExecutionResult
 from .cel import ExpressionError
 from .direction import one_way_reason, reversed_config
 from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprint, plain, record_key
-from .result import ResultBuilder
-from .run import RunFailed, RunOptions, _Tx
+from .run import RunBase, RunFailed, _Tx
 from .state import PairState, StateStore
 
 
@@ -83,28 +79,8 @@ def _differs(x: Mapping[str, Any], y: Mapping[str, Any], fields: Sequence[str]) 
     return any(plain(x.get(f)) != plain(y.get(f)) for f in fields)
 
 
-class TwoWayRun:
-    def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
-        self.project = project
-        self.definition = project.sync(sync_name)
-        self.config: DataSyncConfig = self.definition.config
-        self.options = options or RunOptions()
-        self.result = ResultBuilder(
-            run_id=self.options.run_id or uuid.uuid4().hex,
-            sync_name=self.config.name,
-            log_level=self.config.effective_audit.logLevel,
-        )
-        self.samples: dict[str, list[Record]] = {}
-
-    def execute(self) -> SyncExecutionResult:
-        try:
-            self._execute()
-        except (RunFailed, ConnectorError) as exc:
-            code = exc.code if isinstance(exc, RunFailed) else "CONNECTOR_ERROR"
-            self.result.error(str(exc), code=code)
-            self.result.log("error", f"run failed: {exc}")
-            return self.result.finish("failed")
-        return self.result.finish("partial" if self.result.errored else "completed")
+class TwoWayRun(RunBase):
+    """A bidirectional run."""
 
     # -- setup -----------------------------------------------------------------------------
     def _execute(self) -> None:
