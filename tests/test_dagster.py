@@ -330,3 +330,19 @@ def test_a_bidirectional_sync_materializes_both_sides_in_one_run(tmp_path: Path)
     assert checks == {"sync_completed": False, "no_open_conflicts": False}
     os_db.dispose()
     sheet.dispose()
+
+
+def test_each_sync_runs_in_its_own_pool(demo: Path) -> None:
+    assets_def = build_definitions(demo).resolve_assets_def(["warehouse", "orders"])
+    assert assets_def.op.pool == "sync__orders_realtime"
+
+
+def test_the_demo_instance_limits_each_sync_to_one_run_at_a_time() -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "examples" / "dagster.yaml").read_text())
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [
+        {"key": SYNC_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    with dg.instance_for_test(overrides={"concurrency": config["concurrency"]}) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1

@@ -107,6 +107,9 @@ def build_sync_asset(
         check_specs=checks,
         retry_policy=retry_policy(sync),
         op_tags={SYNC_TAG: sync.name},
+        # one pool per sync: with `pools: default_limit: 1` in the instance, no two runs of a
+        # sync overlap however they were launched (a job, a schedule, or the asset graph)
+        pool=f"sync__{sync.name}",
         required_resource_keys={NOTIFIER_KEY},
     )
     def _sync_asset(
