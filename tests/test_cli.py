@@ -192,3 +192,31 @@ def test_plan_shows_counts_and_samples_and_writes_nothing(tmp_path: Path) -> Non
     tables = sqlite3.connect(project / "wh.db").execute(
         "SELECT name FROM sqlite_master").fetchall()
     assert tables == []
+
+
+def test_run_shows_a_progress_line_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    project = seeded_project(tmp_path)
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sync_assets.cli", "run", str(project)],
+            stdout=subprocess.PIPE, stderr=terminal_fd, text=True, timeout=60,
+        )
+        os.close(terminal_fd)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main_fd)
+    assert done.returncode == 1  # the seeded data has one bad record: partial
+    assert b"\r  contacts: 3 read, 2 inserted, 0 updated, 0 skipped, 1 errored" in shown
+    assert "\r" not in done.stdout  # the summary itself stays clean
