@@ -684,13 +684,12 @@ class SyncRun(RunBase):
             if self.options.dry_run:
                 self.state.ensure(conn)
             tracked = self.state.count(conn, created_only=True)
-            planned = None
-            if self.seen_in_memory is not None:
+            if self.seen_in_memory is not None:  # a dry run
                 planned = [k for keys in self.state.created_keys(conn) for k in keys
                            if k not in self.seen_in_memory]
-                gone = len(planned)
             else:
-                gone = sum(len(keys) for keys in self.state.unseen_created_keys(conn))
+                planned = self.state.unseen_created_keys(conn)
+            gone = len(planned)
         if not gone:
             return
         share = gone / tracked if tracked else 1.0
@@ -704,7 +703,7 @@ class SyncRun(RunBase):
                 code="MASS_DELETE_GUARD",
             )
         deleted_total = 0
-        for chunk in self._gone_chunks(planned):
+        for chunk in (planned[i : i + 500] for i in range(0, len(planned), 500)):
             values = [tuple(json.loads(k)) for k in chunk]
             with self._batch_transaction() as (conn, sconn):
                 before = {record_key([r[k] for k in self.key]): r for r in
@@ -721,18 +720,6 @@ class SyncRun(RunBase):
             for row in list(before.values())[: self.options.sample_size - len(bucket)]:
                 bucket.append(row)
         self.result.log("info", f"mirror deleted {deleted_total} records that left the source")
-
-    def _gone_chunks(self, planned: list[str] | None) -> Iterator[list[str]]:
-        if planned is not None:  # a dry run: nothing is really forgotten between chunks
-            for i in range(0, len(planned), 500):
-                yield planned[i : i + 500]
-            return
-        while True:  # each chunk is forgotten once deleted, so the next query moves on
-            with self.state_engine.connect() as conn:
-                chunk = next(self.state.unseen_created_keys(conn, batch=500), [])
-            if not chunk:
-                return
-            yield chunk
 
 
 class _Tx:

@@ -216,26 +216,16 @@ class StateStore:
         elif rows:
             conn.execute(sa.insert(self.seen), rows)
 
-    def unseen_created_keys(self, conn: Connection, batch: int = 5000) -> Iterator[list[str]]:
-        """Keys this sync created that the current mirror run did not see in the source."""
+    def unseen_created_keys(self, conn: Connection) -> list[str]:
+        """Keys this sync created that the current mirror run did not see in the source: one
+        anti-join (paging it would rescan the records for every page). The mass-delete guard
+        bounds how many a run acts on."""
         r, s = self.records.c, self.seen.c
-        after = ""
-        while True:
-            stmt = (
-                sa.select(r.record_key)
-                .where(
-                    r.sync_name == self.sync_name, r.created.is_(True), r.record_key > after,
-                    ~sa.exists().where(s.sync_name == r.sync_name,
-                                       s.record_key == r.record_key),
-                )
-                .order_by(r.record_key)
-                .limit(batch)
-            )
-            keys = [k for (k,) in conn.execute(stmt)]
-            if not keys:
-                return
-            yield keys
-            after = keys[-1]
+        stmt = sa.select(r.record_key).where(
+            r.sync_name == self.sync_name, r.created.is_(True),
+            ~sa.exists().where(s.sync_name == r.sync_name, s.record_key == r.record_key),
+        ).order_by(r.record_key)
+        return [k for (k,) in conn.execute(stmt)]
 
     def count(self, conn: Connection, *, created_only: bool = False) -> int:
         r = self.records.c
