@@ -1254,3 +1254,50 @@ def test_an_external_resource_may_name_a_schema(tmp_path: Path, pg_url: str, pg_
         assert "people" in inspector.get_table_names(schema="analytics")
         assert "people" not in inspector.get_table_names()
         assert "_sync_assets_records" in inspector.get_table_names(schema="analytics")
+
+
+# -- first loads -----------------------------------------------------------------------------
+
+FIRST_LOAD = "first load into an empty destination"
+
+
+def test_a_first_load_writes_without_looking_records_up(tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    seed_people(os_url, 5)
+    proj = project(tmp_path, backend, to_warehouse("people", "person", "people", **id_name()))
+    first = sync(proj, "people")
+    assert counts(first) == {"processed": 5, "inserted": 5}
+    assert any(FIRST_LOAD in line for line in spec(first)["logs"])
+    assert rows(wh_url, "people", "id") == [(i, f"name {i}") for i in range(1, 6)]
+    update(os_url, "person", {"id": 2}, {"name": "two"})
+    second = sync(proj, "people")
+    assert counts(second) == {"processed": 5, "updated": 1, "skipped": 4}
+    assert not any(FIRST_LOAD in line for line in spec(second)["logs"])
+
+
+def test_a_destination_with_rows_is_looked_up_on_a_first_run(
+    tmp_path: Path, sqlite_urls: Urls
+) -> None:
+    os_url, wh_url = sqlite_urls
+    seed_people(os_url, 3)
+    create_table(wh_url, "people", [sa.Column("id", sa.Integer, primary_key=True),
+                                    sa.Column("name", sa.Text)], [{"id": 2, "name": "name 2"}])
+    proj = project(tmp_path, sqlite_urls, to_warehouse("people", "person", "people",
+                                                       **id_name()))
+    result = sync(proj, "people")
+    assert counts(result) == {"processed": 3, "inserted": 2, "skipped": 1}
+    assert not any(FIRST_LOAD in line for line in spec(result)["logs"])
+
+
+def test_a_key_the_source_may_repeat_is_looked_up_on_a_first_run(
+    tmp_path: Path, sqlite_urls: Urls
+) -> None:
+    os_url, wh_url = sqlite_urls
+    seed_people(os_url, 3, email="same@example.com")  # email is not unique in the source
+    proj = project(tmp_path, sqlite_urls, to_warehouse(
+        "people", "person", "people", matchKey=["email"],
+        mapping={"email": "email", "name": "name"}))
+    result = sync(proj, "people")
+    assert not any(FIRST_LOAD in line for line in spec(result)["logs"])
+    assert count_rows(wh_url, "people") == 1  # one email, written once
+    assert counts(result)["processed"] == 3

@@ -182,6 +182,32 @@ class SqlTable(Endpoint):
             primary_key=tuple(c.name for c in table.primary_key.columns),
         )
 
+    def is_unique(self, columns: Sequence[str]) -> bool:
+        """Whether these columns hold each combination at most once (a primary key, a unique
+        constraint or a unique index on exactly them)."""
+        wanted = set(columns)
+        table = self.table()
+        if {c.name for c in table.primary_key.columns} == wanted:
+            return True
+        inspector = sa.inspect(self.engine)
+        try:
+            uniques = [set(u["column_names"]) for u in
+                       inspector.get_unique_constraints(self.table_name, schema=self.schema)]
+            uniques += [set(i["column_names"]) for i in
+                        inspector.get_indexes(self.table_name, schema=self.schema)
+                        if i.get("unique")]
+        except (NotImplementedError, DBAPIError):
+            return False
+        return wanted in uniques
+
+    def is_empty(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(sa.literal(1)).select_from(self.table())
+                                    .limit(1)).first() is None
+        except DBAPIError as exc:
+            raise self.error(exc, "reading") from None
+
     def table(self) -> sa.Table:
         table = self.reflect()
         if table is None:

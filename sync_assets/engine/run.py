@@ -191,6 +191,11 @@ class SyncRun(RunBase):
         with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
             self.state.ensure(conn)  # a dry run creates nothing: this is rolled back too
             cursor = self.state.load_cursor(conn)
+            nothing_synced = self.state.count(conn) == 0
+        self.bulk_load = nothing_synced and self._first_load_is_safe()
+        if self.bulk_load:
+            self.result.log("info", "first load into an empty destination: every record is "
+                                    "new, so no record is looked up before it is written")
         self.result.cursor = cursor
         if self.options.full_refresh:
             cursor = None
@@ -250,6 +255,20 @@ class SyncRun(RunBase):
         with _Tx(self.state_engine, rollback=self.options.dry_run) as sconn, \
                 self._transaction() as conn:
             yield conn, sconn
+
+    def _first_load_is_safe(self) -> bool:
+        """Whether every record of this run is certainly new to the destination: nothing was
+        synced yet, the destination is empty, and the source cannot hold a key twice (the
+        key is a plain rename of source columns that are unique there)."""
+        if self.op not in ("insert", "upsert", "sync") or self.append:
+            return False
+        renamed = {m.target: m.source for m in self.mapper.entries
+                   if m.transform is None and "defaultValue" not in m.model_fields_set}
+        if not all(k in renamed for k in self.key):
+            return False
+        if not self.source.is_unique([renamed[k] for k in self.key]):
+            return False
+        return not self.dest_exists or self.dest.is_empty()
 
     def _source_key_fallback(self) -> list[str]:
         names = self.config.destination.matchKey or []
@@ -567,7 +586,8 @@ class SyncRun(RunBase):
                 self.state.ensure(conn)
             self._ensure_table(conn)
             with self._state_conn(conn) as sconn:
-                known = self.state.fingerprints(sconn, [i.key for i in items])
+                known = ({} if self.bulk_load else
+                         self.state.fingerprints(sconn, [i.key for i in items]))
             todo: list[_Item] = []
             for it in items:
                 prev = known.get(it.key)
@@ -577,7 +597,7 @@ class SyncRun(RunBase):
                     continue
                 todo.append(it)
             existing: dict[str, Record] = {}
-            if todo and not self.append and self.dest_exists:
+            if todo and not self.append and self.dest_exists and not self.bulk_load:
                 rows = self.dest.fetch(conn, self.key, [i.key_values for i in todo], targets)
                 existing = {record_key([r[k] for k in self.key]): r for r in rows}
             inserts, updates, deletes, states = [], [], [], []
