@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from sync_assets.connectors.sql import dispose_engines
 
@@ -20,6 +22,12 @@ def pg_server_url() -> Iterator[str]:
     with postgres_cluster() as url:
         yield url
 
+
+# Property tests draw the same examples on every run, so CI is repeatable; explore with
+# `HYPOTHESIS_PROFILE=explore scripts/test -k ...` (random examples, more of them).
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 _counter = iter(range(1_000_000))
 
