@@ -14,6 +14,7 @@ from hypothesis import settings
 from sync_assets.connectors.sql import dispose_engines
 
 from pg import postgres_cluster
+from twoway_helpers import fresh_schema_urls, pg_database_pair
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +70,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         dispose_engines()
     else:
         yield request.getfixturevalue("pg_url"), request.getfixturevalue("pg_url_2")
+
+
+@pytest.fixture(scope="module")
+def pg_pair(pg_server_url: str) -> Iterator[tuple[str, str]]:
+    """Two PostgreSQL databases shared by a test module (see `sides`)."""
+    with pg_database_pair(pg_server_url) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sides(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Like `backend` (side A and side B in two databases, SQLite or PostgreSQL), but on
+    PostgreSQL each test gets a fresh schema in two databases shared by the module rather
+    than two new databases: the two-way scenario table has 60 cases per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/objectstack.db", f"sqlite:///{tmp_path}/sheet.db"
+    else:
+        yield fresh_schema_urls(request.getfixturevalue("pg_pair"))
+    dispose_engines()

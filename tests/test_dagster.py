@@ -10,10 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster_helpers import ROOT, demo_copy
 
 from sync_assets import SyncTranslator, build_definitions, load_project
 from sync_assets.orchestration import CHECK_NAME, FULL_REFRESH_TAG, SYNC_TAG, SmtpNotifier
+
+from dagster_helpers import ROOT, demo_copy
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from dagster_helpers import ROOT, demo_copy
 
 LAUNCH = """

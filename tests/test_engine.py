@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from sync_assets import SyncConfigError
+from sync_assets.connectors.sql import dispose_engines
+from sync_assets.engine import Progress, plan
+
 from engine_helpers import (
     codes,
     count_rows,
@@ -39,10 +44,6 @@ from engine_helpers import (
     to_warehouse,
     update,
 )
-
-from sync_assets import SyncConfigError
-from sync_assets.connectors.sql import dispose_engines
-from sync_assets.engine import Progress, plan
 
 Urls = tuple[str, str]
 T0 = datetime(2024, 1, 1, 10, 0, 0)

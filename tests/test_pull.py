@@ -9,46 +9,25 @@ the project says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
+
+from sync_assets.engine import plan
+
 from engine_helpers import codes, status
 from twoway_helpers import (
     engine_for,
     expect,
-    fresh_schema_urls,
     make_project,
-    pg_database_pair,
     raw_rows,
     stats,
     sync,
 )
 
-from sync_assets.connectors.sql import dispose_engines
-from sync_assets.engine import plan
-
 Urls = tuple[str, str]
-
-
-@pytest.fixture(scope="module")
-def pg_pair(pg_server_url: str) -> Iterator[Urls]:
-    with pg_database_pair(pg_server_url) as pair:
-        yield pair
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sides(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Urls]:
-    """(ObjectStack URL, `sheet` connector URL): two SQLite files, or a fresh schema in each
-    of two PostgreSQL databases (see twoway_helpers.fresh_schema_urls)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/objectstack.db", f"sqlite:///{tmp_path}/sheet.db"
-    else:
-        yield fresh_schema_urls(request.getfixturevalue("pg_pair"))
-    dispose_engines()
 
 
 # -- side A: the ObjectStack object; side B: the external table -------------------------------

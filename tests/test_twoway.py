@@ -17,10 +17,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from engine_helpers import codes, errors, status
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from sync_assets.connectors.sql import dispose_engines, get_engine
+from sync_assets.engine import Progress, plan, run
+
+from engine_helpers import codes, errors, status
 from twoway_helpers import (
     STRATEGIES,
     T0,
@@ -33,9 +37,7 @@ from twoway_helpers import (
     create_b,
     edit,
     expect,
-    fresh_schema_urls,
     make_project,
-    pg_database_pair,
     put,
     raw_rows,
     remove,
@@ -45,28 +47,8 @@ from twoway_helpers import (
     twoway_sync,
 )
 
-from sync_assets.connectors.sql import dispose_engines, get_engine
-from sync_assets.engine import Progress, plan, run
-
 Urls = tuple[str, str]
 
-
-@pytest.fixture(scope="module")
-def pg_pair(pg_server_url: str) -> Iterator[Urls]:
-    with pg_database_pair(pg_server_url) as pair:
-        yield pair
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sides(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Urls]:
-    """Like conftest's `backend` (side A and side B in two databases, SQLite or PostgreSQL),
-    but on PostgreSQL each test gets a fresh schema in two databases shared by the module
-    rather than two new databases: the scenario table has 60 cases per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/objectstack.db", f"sqlite:///{tmp_path}/sheet.db"
-    else:
-        yield fresh_schema_urls(request.getfixturevalue("pg_pair"))
-    dispose_engines()
 
 # -- the scenario table ------------------------------------------------------------------------
 ANN = ("a@x", "Ann", "111", T0)
