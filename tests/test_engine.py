@@ -249,7 +249,7 @@ def test_changes_during_a_run_are_caught_by_the_next(
     tmp_path: Path, backend: Urls, tracking: str | None
 ) -> None:
     os_url, wh_url = backend
-    seed_people(os_url, 10)
+    seed_people(os_url, 20)
     extra = {"changeTrackingField": tracking} if tracking else {}
     proj = project(tmp_path, backend, to_warehouse(
         "people", "person", "people", batchSize=3, **extra))
@@ -258,21 +258,23 @@ def test_changes_during_a_run_are_caught_by_the_next(
 
     def meddle(progress: Progress) -> None:
         calls.append(progress.read)
-        if len(calls) == 1:  # after the first batch (ids 1-3)
+        if len(calls) == 1:  # after the first batch (ids 1-3); the reader may be three
+            # batches ahead (ids 4-12), never at id 17
             update(os_url, "person", {"id": 2}, {"name": "read, then changed", "updated_at": later})
-            update(os_url, "person", {"id": 8}, {"name": "changed, then read", "updated_at": later})
-            insert(os_url, "person", [person(11, updated_at=later)])
+            update(os_url, "person", {"id": 17},
+                   {"name": "changed, then read", "updated_at": later})
+            insert(os_url, "person", [person(21, updated_at=later)])
 
     first = sync(proj, "people", progress=meddle)
 
     assert calls[0] == 3
     c1 = counts(first)
     assert set(c1) == {"processed", "inserted"}  # nothing counted twice, nothing updated
-    assert c1["inserted"] == (9 if tracking else 11)  # a cursor run stops at its high-water mark
+    assert c1["inserted"] == (19 if tracking else 21)  # a cursor run stops at its high-water mark
     second = sync(proj, "people")
     c2 = counts(second)
     assert c2.get("updated", 0) + c2.get("inserted", 0) == (3 if tracking else 1)
-    assert c1["inserted"] + c2.get("inserted", 0) == 11
+    assert c1["inserted"] + c2.get("inserted", 0) == 21
     assert rows(wh_url, "people", "id") == rows(os_url, "person", "id")
     third = counts(sync(proj, "people"))
     assert third.get("processed", 0) == third.get("skipped", 0)

@@ -55,6 +55,8 @@ class ReadRequest:
     after: tuple[Any, ...] | None = None  # keyset position (values of order_by)
     # Only rows whose value in this column is NULL (records a cursor cannot order).
     null_cursor: str | None = None
+    # Only the records of one shard: (columns hashed, shard index, shard count)
+    shard: tuple[tuple[str, ...], int, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

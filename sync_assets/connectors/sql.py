@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -39,6 +40,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+    dbapi_conn.create_function("sync_assets_shard", -1, shard_of, deterministic=True)
+
+
+def shard_of(count: int, *values: Any) -> int:
+    """Which of `count` shards a record with these key values belongs to (SQLite's function
+    for shard filters; PostgreSQL hashes with its own hashtextextended)."""
+    text = "\x1f".join("" if v is None else str(v) for v in values)
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % count
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -235,6 +244,8 @@ class SqlTable(Endpoint):
                 stmt = stmt.where(objectql.compile_filter(request.filter, dict(table.c)))
             except objectql.FilterError as exc:
                 raise ConnectorError(f"source.filters on {self.display}: {exc}") from None
+        if request.shard is not None:
+            stmt = stmt.where(self._in_shard(*request.shard))
         if request.null_cursor is not None:
             stmt = stmt.where(self.column(request.null_cursor).is_(None))
         if request.cursor_field is not None:
@@ -245,6 +256,18 @@ class SqlTable(Endpoint):
             if request.upper is not None:
                 stmt = stmt.where(cur <= request.upper)
         return stmt
+
+    def _in_shard(self, columns: Sequence[str], index: int, count: int) -> Any:
+        """Rows whose key columns hash to shard `index` of `count`: a static partition that
+        every run of every shard computes alike."""
+        texts = [sa.cast(self.column(c), sa.Text) for c in columns]
+        if self.dialect == "postgresql":
+            h = sa.func.hashtextextended(sa.func.concat_ws("\x1f", *texts), 0)
+            return ((h % count) + count) % count == index
+        if self.dialect == "sqlite":
+            return sa.func.sync_assets_shard(count, *texts) == index
+        raise ConnectorError(f"shards need PostgreSQL or SQLite; {self.display} is on "
+                             f"{self.dialect}")
 
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
         cur = self._cursor_expr(cursor_field)
@@ -353,6 +376,9 @@ class SqlTable(Endpoint):
             return
         if self._parsers():
             rows = [self.coerce(r) for r in rows]
+        if pgcopy.usable(conn, rows):
+            pgcopy.update_rows(conn, table, key, columns, rows)
+            return
         stmt = (
             sa.update(table)
             .where(*[table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(key)])

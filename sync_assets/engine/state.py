@@ -16,11 +16,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
-from ..connectors import pgcopy
+from ..connectors import arrow, pgcopy
 
 _CHUNK = 500
 
@@ -187,13 +188,30 @@ class StateStore:
             pgcopy.copy_rows(conn, self.records, list(new[0]), new)
         elif new:
             conn.execute(sa.insert(self.records), new)
-        if old:
+        if old and pgcopy.usable(conn, old):
+            pgcopy.update_rows(
+                conn, self.records, ["record_key"], ["fingerprint", "created"],
+                [{"record_key": k, "fingerprint": fp, "created": c} for k, fp, c in rows
+                 if k in known],
+                where={"sync_name": self.sync_name})
+        elif old:
             conn.execute(
                 sa.update(self.records)
                 .where(r.sync_name == self.sync_name, r.record_key == sa.bindparam("k"))
                 .values(fingerprint=sa.bindparam("fp"), created=sa.bindparam("c")),
                 old,
             )
+
+    def save_new_records(self, conn: Connection, keys: Sequence[str],
+                         fingerprints: Sequence[str]) -> None:
+        """State rows for records this sync just created (none of them known before)."""
+        rows = pa.table({
+            "sync_name": pa.array([self.sync_name] * len(keys), pa.string()),
+            "record_key": pa.array(keys, pa.string()),
+            "fingerprint": pa.array(fingerprints, pa.string()),
+            "created": pa.array([True] * len(keys), pa.bool_()),
+        })
+        arrow.insert(conn, self.records, rows)
 
     def forget(self, conn: Connection, keys: Sequence[str]) -> None:
         r = self.records.c
@@ -210,10 +228,13 @@ class StateStore:
 
     def mark_seen(self, conn: Connection, keys: Sequence[str]) -> None:
         """Record keys as seen in this run."""
+        if len(keys) >= pgcopy.MIN_ROWS:
+            arrow.insert(conn, self.seen, pa.table({
+                "sync_name": pa.array([self.sync_name] * len(keys), pa.string()),
+                "record_key": pa.array(keys, pa.string())}))
+            return
         rows = [{"sync_name": self.sync_name, "record_key": k} for k in dict.fromkeys(keys)]
-        if rows and pgcopy.usable(conn, rows):
-            pgcopy.copy_rows(conn, self.seen, ["sync_name", "record_key"], rows)
-        elif rows:
+        if rows:
             conn.execute(sa.insert(self.seen), rows)
 
     def unseen_created_keys(self, conn: Connection) -> list[str]:

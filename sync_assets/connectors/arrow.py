@@ -1,0 +1,207 @@
+"""Arrow reads and bulk writes for SQL tables: the engine's fast lane.
+
+PostgreSQL (psycopg2) pages are read with `COPY (SELECT ...) TO STDOUT` as CSV and parsed by
+Arrow's CSV reader, so no Python object is made per value; SQLite pages come from the driver
+as tuples and become typed Arrow arrays. Bulk writes go the other way: Arrow's CSV writer into
+`COPY ... FROM STDIN` on PostgreSQL, `executemany` with SQLAlchemy's own value processing on
+SQLite. A page Arrow cannot type (an unparsable timestamp, text in an integer column) is read
+again the ordinary way and handed on as records, so the lane never changes what is read.
+
+The SELECT is the one `SqlTable.read_batches` runs (same filter, bounds, order and keyset
+pagination), rendered with its parameters by the driver itself (`mogrify`) because COPY takes
+no parameters.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from . import pgcopy
+from .base import ReadRequest, Record
+from .sql import CURSOR_COLUMN, SqlTable
+
+# Pages are parsed in a reader thread and written by others: Arrow's default allocator
+# (mimalloc) keeps a heap per thread, about 40 MB more at peak than the system allocator, for
+# no speed. Arrow's own setting (ARROW_DEFAULT_MEMORY_POOL) wins when it is set.
+if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
+    """The Arrow type a column reads as in the fast lane, or None when only the ordinary
+    reader gives the values the engine expects (floats, decimals, JSON, UUIDs, ...)."""
+    if isinstance(type_, sa.Boolean):
+        return pa.bool_()
+    if isinstance(type_, sa.Integer):
+        return pa.int64()
+    if isinstance(type_, sa.DateTime):
+        # SQLite stores text without a zone; PostgreSQL's timestamptz reads as UTC
+        return pa.timestamp("us", "UTC" if type_.timezone and dialect != "sqlite" else None)
+    if isinstance(type_, sa.Date):
+        return pa.date32()
+    if isinstance(type_, sa.String) and not isinstance(type_, sa.Enum | sa.Uuid):
+        return pa.string()
+    return None
+
+
+def lane_available(endpoint: Any) -> bool:
+    """Whether this endpoint reads and writes Arrow batches (PostgreSQL with psycopg2, or
+    SQLite)."""
+    if not isinstance(endpoint, SqlTable):
+        return False
+    dialect = endpoint.engine.dialect
+    return dialect.name == "sqlite" or (dialect.name == "postgresql"
+                                        and dialect.driver == "psycopg2")
+
+
+def schema_for(endpoint: SqlTable, columns: Sequence[str],
+               cursor_field: str | None) -> dict[str, pa.DataType] | None:
+    """Arrow types of the columns a request reads, or None if one has no Arrow type here."""
+    types: dict[str, pa.DataType] = {}
+    for name in columns:
+        t = arrow_type(endpoint.column(name).type, endpoint.dialect)
+        if t is None:
+            return None
+        types[name] = t
+    if cursor_field is not None:
+        # SQLite compares the change-tracking column as stored text (see sql.py)
+        t = (pa.string() if endpoint.dialect == "sqlite"
+             else arrow_type(endpoint.column(cursor_field).type, endpoint.dialect))
+        if t is None:
+            return None
+        types[CURSOR_COLUMN] = t
+    return types
+
+
+def read_batches(endpoint: SqlTable, request: ReadRequest,
+                 types: Mapping[str, pa.DataType]) -> Iterator[pa.Table | list[Record]]:
+    """The pages of `SqlTable.read_batches`, as Arrow tables (or records, for a page Arrow
+    cannot type)."""
+    columns = [endpoint.column(c) for c in request.columns]
+    order = [endpoint._cursor_expr(c) if c == request.cursor_field else endpoint.column(c)
+             for c in request.order_by]
+    extra = []
+    if request.cursor_field is not None:
+        extra = [endpoint._cursor_expr(request.cursor_field).label(CURSOR_COLUMN)]
+    names = [*request.columns, *([CURSOR_COLUMN] if extra else [])]
+    after = request.after
+    while True:
+        stmt = endpoint._bounded(sa.select(*columns, *extra), request)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
+        stmt = stmt.order_by(*order).limit(request.batch_size)
+        try:
+            with endpoint.engine.connect() as conn:
+                page: pa.Table | list[Record] | None = _read_page(conn, stmt, names, types)
+                if page is None:  # Arrow could not type it: the ordinary way
+                    result = conn.execute(stmt)
+                    keys = list(result.keys())
+                    page = [dict(zip(keys, r, strict=True)) for r in result]
+        except DBAPIError as exc:
+            raise endpoint.error(exc, "reading") from None
+        size = page.num_rows if isinstance(page, pa.Table) else len(page)
+        if not size:
+            return
+        yield page
+        if size < request.batch_size:
+            return
+        if isinstance(page, pa.Table):
+            last = {c: page.column(c)[size - 1].as_py() for c in page.column_names}
+        else:
+            last = page[-1]
+        after = tuple(last[CURSOR_COLUMN] if c == request.cursor_field else last[c]
+                      for c in request.order_by)
+
+
+def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
+               types: Mapping[str, pa.DataType]) -> pa.Table | None:
+    schema = pa.schema([(n, types[n]) for n in names])
+    if conn.dialect.name == "postgresql":
+        return _copy_out(conn, stmt, schema)
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.construct_params()[p] for p in compiled.positiontup or ())
+    rows = conn.exec_driver_sql(str(compiled), params).fetchall()
+    try:
+        arrays = [_sqlite_array(list(values), schema.field(i).type)
+                  for i, values in enumerate(zip(*rows, strict=True))] if rows else \
+                 [pa.array([], f.type) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+
+
+def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        # stored as ISO text; Arrow's parser reads the forms SQLAlchemy writes
+        text = pa.array(values, pa.string())
+        if pa.types.is_date(type_):
+            return text.cast(pa.timestamp("s")).cast(pa.date32())
+        return text.cast(type_)
+    if pa.types.is_boolean(type_):
+        return pa.array([None if v is None else bool(v) if type(v) is int else v
+                         for v in values], type_)
+    return pa.array(values, type_)
+
+
+def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        query = cursor.mogrify(str(compiled), compiled.construct_params()).decode()
+    finally:
+        cursor.close()
+    buffer = io.BytesIO()
+    pgcopy.copy(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
+    data = buffer.getvalue()
+    if not data:
+        return schema.empty_table()
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=schema, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+# -- bulk writes ----------------------------------------------------------------------------
+def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
+    """Insert every row of `data` (columns named as the table's) in the open transaction."""
+    if not data.num_rows:
+        return
+    if conn.dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        preparer = conn.dialect.identifier_preparer
+        cols = ", ".join(preparer.quote(c) for c in data.column_names)
+        pgcopy.copy(conn, f"COPY {preparer.format_table(table)} ({cols}) FROM STDIN "
+                          "WITH (FORMAT csv)", buffer)
+        return
+    # SQLite: the values SQLAlchemy would bind (its DateTime text form, ...), without building
+    # a dict per row
+    columns = []
+    for name in data.column_names:
+        values = data.column(name).to_pylist()
+        process = table.c[name].type.bind_processor(conn.dialect)
+        columns.append([process(v) for v in values] if process else values)
+    stmt = sa.insert(table).compile(dialect=conn.dialect,
+                                    column_keys=list(data.column_names))
+    order = [data.column_names.index(p) for p in (stmt.positiontup or [])]
+    rows = list(zip(*columns, strict=True))
+    if order != list(range(len(order))):
+        rows = [tuple(r[i] for i in order) for r in rows]
+    conn.exec_driver_sql(str(stmt), rows)  # type: ignore[arg-type]

@@ -1,0 +1,85 @@
+"""The Arrow lane: record keys and fingerprints computed a column at a time.
+
+A batch read as an Arrow table (see connectors/arrow.py) is keyed and fingerprinted here
+without turning its rows into Python objects. The results are exactly those of
+`records.record_key` and `records.fingerprints` on the same values, so a sync's state is the
+same whichever lane wrote it; types the vectorised code does not know go through
+`records.canonical` value by value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .records import canonical, digests, record_key
+
+# what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
+_JSON_SPECIAL = r'["\\\x00-\x1f]'
+
+
+def _tag(tag: str, texts: Any) -> Any:
+    return pc.binary_join_element_wise(tag, texts, "")
+
+
+def _iso_datetime(arr: Any) -> Any:
+    """`datetime.isoformat()` of the naive UTC value, as `records.plain` writes it: seconds,
+    then `.ffffff` only when there are microseconds."""
+    naive = arr.cast(pa.timestamp("us"))  # a zone-aware array holds UTC: drop the zone only
+    seconds = pc.floor_temporal(naive, unit="second")
+    base = pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
+    micros = pc.subtract(naive.cast(pa.int64()), seconds.cast(pa.int64()))
+    fraction = _tag(".", pc.utf8_lpad(micros.cast(pa.string()), width=6, padding="0"))
+    return pc.if_else(pc.equal(micros, 0), base, pc.binary_join_element_wise(base, fraction, ""))
+
+
+def canonical_texts(arr: Any) -> Any:
+    """`records.canonical` of every value of an Arrow array, as an Arrow string array."""
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        texts = _tag("s", arr)
+    elif pa.types.is_integer(t):
+        texts = _tag("i", arr.cast(pa.string()))
+    elif pa.types.is_boolean(t):
+        texts = pc.if_else(arr, "b1", "b0")
+    elif pa.types.is_timestamp(t) and t.unit in ("s", "ms", "us"):
+        texts = _tag("s", _iso_datetime(arr))
+    elif pa.types.is_date(t):
+        texts = _tag("s", pc.strftime(arr.cast(pa.timestamp("s")), format="%Y-%m-%d"))
+    else:
+        return pa.array([canonical(v) for v in arr.to_pylist()], pa.string())
+    return pc.fill_null(texts, "n")
+
+
+def payloads(table: pa.Table, fields: Sequence[str]) -> Any:
+    """`records.payload` of every row over these columns."""
+    pieces = []
+    for f in fields:
+        texts = canonical_texts(table.column(f))
+        pieces.append(pc.binary_join_element_wise(
+            pc.utf8_length(texts).cast(pa.string()), texts, ":"))
+    if not pieces:
+        return pa.array([""] * table.num_rows, pa.string())
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def fingerprints(table: pa.Table, fields: Sequence[str]) -> list[str]:
+    """`records.fingerprints` of the table's rows over these columns."""
+    return digests(payloads(table, fields).to_pylist())
+
+
+def record_keys(table: pa.Table, fields: Sequence[str]) -> list[str]:
+    """`records.record_key` of every row's values of these columns (none may be null)."""
+    if len(fields) == 1:
+        arr = table.column(fields[0])
+        t = arr.type
+        if pa.types.is_integer(t):
+            return pc.binary_join_element_wise("[", arr.cast(pa.string()), "]", "").to_pylist()
+        if ((pa.types.is_string(t) or pa.types.is_large_string(t))
+                and not pc.any(pc.match_substring_regex(arr, _JSON_SPECIAL)).as_py()):
+            return pc.binary_join_element_wise('["', arr, '"]', "").to_pylist()
+    columns = [table.column(f).to_pylist() for f in fields]
+    return [record_key(values) for values in zip(*columns, strict=True)]
