@@ -15,8 +15,7 @@ from sync_assets import Project, SyncExecutionResult, load_project, parse_execut
 from sync_assets.engine import run
 
 COUNTERS = ("processed", "inserted", "updated", "deleted", "skipped", "errored")
-STATE_TABLES = ("_sync_assets_cursor", "_sync_assets_records", "_sync_assets_changes",
-                "_sync_assets_seen")
+STATE_TABLES = ("_sync_assets_cursor", "_sync_assets_records", "_sync_assets_changes")
 
 
 @contextmanager

@@ -206,7 +206,7 @@ class SyncRun(RunBase):
         with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
             self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
             cursor = self.state.load_cursor(conn)
-            nothing_synced = self.state.count(conn) == 0
+            nothing_synced = not self.state.has_records(conn)
         if self.options.shard and not self.dest_exists and not self.options.dry_run:
             self._create_destination_first()
         self.bulk_load = nothing_synced and self._first_load_is_safe()
@@ -220,17 +220,12 @@ class SyncRun(RunBase):
                 "info", "full refresh: every record is read again and compared with the destination"
             )
         self.mirror = self.op == "sync"
-        # An incremental mirror reads every source key at the end anyway: no marking before.
-        self._rescans_keys = bool(self.mirror and cfg.changeTrackingField
-                                  and cfg.syncMode != "full")
-        # Mirror runs record every key they see; a dry run keeps them in memory instead,
-        # because its transactions roll back.
-        self.seen_in_memory: set[str] | None = set() if self.options.dry_run else None
         self.key_unknown = 0
-        if self.mirror and not self.options.dry_run:
-            with self.state_engine.begin() as conn:
-                self.state.clear_seen(conn)
+        self.bulk_written = 0
         self._read_and_write(cursor)
+        if self.bulk_written:
+            with self.state_engine.begin() as conn:
+                self.state.analyze(conn)
         if self.op == "sync":
             self._mirror_deletes(cursor)
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
@@ -476,7 +471,6 @@ class SyncRun(RunBase):
 
     def _record_page(self, rows: Sequence[Record], request: ReadRequest) -> None:
         items = self._prepare(rows, request)
-        self._mark_seen(self.batch_keys)
         last_cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
         self._write_with_policy(items, last_cursor)
 
@@ -547,9 +541,8 @@ class SyncRun(RunBase):
             with self.state_engine.begin() as sconn:
                 self.state.save_cursor(sconn, cursor)
             self.result.cursor = cursor
-        self.batch_keys = bulk.keys
-        self._mark_seen(bulk.keys)
         self.result.inserted += bulk.data.num_rows
+        self.bulk_written += bulk.data.num_rows
         bucket = self.samples.setdefault("insert", [])
         room = self.options.sample_size - len(bucket)
         if room > 0:
@@ -580,7 +573,6 @@ class SyncRun(RunBase):
                 for rows in self.source.read_batches(request):
                     read += len(rows)
                     items = self._prepare(rows, request)
-                    self._mark_seen(self.batch_keys)
                     cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
                     if not self.dest_exists:  # the first batch creates the table, alone
                         self._write_with_policy(items, cursor)
@@ -596,15 +588,6 @@ class SyncRun(RunBase):
                 raise
         return read
 
-    def _mark_seen(self, keys: list[str]) -> None:
-        if not self.mirror or not keys or self._rescans_keys:
-            return
-        if self.seen_in_memory is not None:
-            self.seen_in_memory.update(keys)
-            return
-        with self.state_engine.begin() as conn:
-            self.state.mark_seen(conn, keys)
-
     def _record_id(self, row: Record) -> str:
         values = [row.get(k) for k in self.source_id]
         return str(plain(values[0])) if len(values) == 1 else record_key(values)
@@ -613,7 +596,6 @@ class SyncRun(RunBase):
         self.mapper.start_batch()
         policy = self.config.effective_error_handling.onValidationError
         by_key: dict[str, _Item] = {}
-        self.batch_keys: list[str] = []
         for row in rows:
             rid = self._record_id(row)
             mapped, problems = self.mapper.map(row)
@@ -634,7 +616,6 @@ class SyncRun(RunBase):
                     )
                 continue
             key = record_key(key_values)
-            self.batch_keys.append(key)
             if problems:
                 for p in problems:
                     self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
@@ -842,8 +823,9 @@ class SyncRun(RunBase):
         return out
 
     # -- mirror -----------------------------------------------------------------------------
-    def _all_source_keys(self) -> None:
-        """Mirror needs every source key, not just the changed ones an incremental run read."""
+    def _all_source_keys(self, conn: Connection) -> None:
+        """Every source key, now, into the run's table of seen keys: a mirror compares the
+        whole source with what it created, whatever the run itself read."""
         request = self._request(None)
         renamed = {m.target: m.source for m in self.mapper.entries
                    if m.transform is None and "defaultValue" not in m.model_fields_set}
@@ -859,7 +841,7 @@ class SyncRun(RunBase):
                 data = page.select([renamed[k] for k in self.key]).rename_columns(self.key)
                 complete = data.drop_null()
                 self.key_unknown += data.num_rows - complete.num_rows
-                self._mark_seen(columnar.record_keys(complete, self.key))
+                self.state.mark_seen(conn, columnar.record_keys(complete, self.key))
                 continue
             rows = page if isinstance(page, list) else page.to_pylist()
             keys = []
@@ -873,33 +855,24 @@ class SyncRun(RunBase):
                     self.key_unknown += 1
                 else:
                     keys.append(record_key(values))
-            self._mark_seen(keys)
+            self.state.mark_seen(conn, keys)
 
     def _mirror_deletes(self, cursor: Any) -> None:
-        if self.config.changeTrackingField and self.config.syncMode != "full":
-            if self.seen_in_memory is not None:
-                self.seen_in_memory.clear()
-            else:
-                with self.state_engine.begin() as conn:
-                    self.state.clear_seen(conn)
-            self.key_unknown = 0
-            self._rescans_keys = False
-            self._all_source_keys()
-        if self.key_unknown:
-            self.result.log("warn", f"{self.key_unknown} source records have no match key; "
-                                    "mirror deletes are skipped this run to be safe")
-            return
         if not self.dest_exists:
             return
-        with _Tx(self.state_engine, rollback=True) as conn:  # read only
+        self.key_unknown = 0
+        # one session, read only: the seen keys live in a temporary table of its own
+        with _Tx(self.state_engine, rollback=True) as conn:
             if self.options.dry_run:
                 self.state.ensure(conn)
+            self.state.start_seen(conn)
+            self._all_source_keys(conn)
+            if self.key_unknown:
+                self.result.log("warn", f"{self.key_unknown} source records have no match "
+                                        "key; mirror deletes are skipped this run to be safe")
+                return
             tracked = self.state.count(conn, created_only=True)
-            if self.seen_in_memory is not None:  # a dry run
-                planned = [k for keys in self.state.created_keys(conn) for k in keys
-                           if k not in self.seen_in_memory]
-            else:
-                planned = self.state.unseen_created_keys(conn)
+            planned = self.state.unseen_created_keys(conn)
             gone = len(planned)
         if not gone:
             return

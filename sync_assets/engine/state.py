@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -106,15 +106,13 @@ class StateStore:
             sa.Column("before", sa.Text),
             sa.Column("after", sa.Text),
         )
-        # Keys seen in the source during a mirror run: kept in the database, not in memory,
-        # so a mirror of any size runs in flat memory. Cleared when a mirror run starts.
-        # No primary key: a key seen twice is stored twice (cheaper than checking), and the
-        # anti-join below does not mind.
+        # Keys seen in the source by a mirror run: a temporary table of the run's own
+        # session, gone when its transaction ends, so a mirror of any size runs in flat
+        # memory and never sees another run's keys.
         self.seen = sa.Table(
-            "_sync_assets_seen", md,
-            sa.Column("sync_name", sa.String(255), nullable=False),
-            sa.Column("record_key", sa.String(1024), nullable=False),
-            sa.Index("ix__sync_assets_seen_key", "sync_name", "record_key"),
+            "_sync_assets_seen_keys", sa.MetaData(),
+            sa.Column("record_key", sa.Text, nullable=False),
+            prefixes=["TEMPORARY"], postgresql_on_commit="DROP",
         )
         # Two-way syncs: what each side looked like at the last sync, per record.
         self.pairs = sa.Table(
@@ -223,30 +221,44 @@ class StateStore:
             )
 
     # -- seen keys (mirror) ----------------------------------------------------------------
-    def clear_seen(self, conn: Connection) -> None:
-        conn.execute(sa.delete(self.seen).where(self.seen.c.sync_name == self.sync_name))
+    def start_seen(self, conn: Connection) -> None:
+        """An empty table of seen keys for this transaction (see `seen`)."""
+        self.seen.create(conn, checkfirst=True)
+        conn.execute(sa.delete(self.seen))
 
     def mark_seen(self, conn: Connection, keys: Sequence[str]) -> None:
-        """Record keys as seen in this run."""
+        """Record keys as seen in the source, in the table `start_seen` made."""
         if len(keys) >= pgcopy.MIN_ROWS:
-            arrow.insert(conn, self.seen, pa.table({
-                "sync_name": pa.array([self.sync_name] * len(keys), pa.string()),
-                "record_key": pa.array(keys, pa.string())}))
-            return
-        rows = [{"sync_name": self.sync_name, "record_key": k} for k in dict.fromkeys(keys)]
-        if rows:
-            conn.execute(sa.insert(self.seen), rows)
+            arrow.insert(conn, self.seen, pa.table({"record_key": pa.array(keys, pa.string())}))
+        elif keys:
+            conn.execute(sa.insert(self.seen), [{"record_key": k} for k in keys])
 
     def unseen_created_keys(self, conn: Connection) -> list[str]:
-        """Keys this sync created that the current mirror run did not see in the source: one
-        anti-join (paging it would rescan the records for every page). The mass-delete guard
-        bounds how many a run acts on."""
+        """Keys this sync created that the mirror did not see in the source: one anti-join
+        (paging it would rescan the records for every page). The mass-delete guard bounds
+        how many a run acts on."""
         r, s = self.records.c, self.seen.c
+        if conn.dialect.name == "sqlite":  # a hash join is PostgreSQL's; SQLite wants an index
+            conn.exec_driver_sql(
+                "CREATE INDEX IF NOT EXISTS temp._sync_assets_seen_keys_ix "
+                "ON _sync_assets_seen_keys (record_key)")
         stmt = sa.select(r.record_key).where(
             r.sync_name == self.sync_name, r.created.is_(True),
-            ~sa.exists().where(s.sync_name == r.sync_name, s.record_key == r.record_key),
+            ~sa.exists().where(s.record_key == r.record_key),
         ).order_by(r.record_key)
         return [k for (k,) in conn.execute(stmt)]
+
+    def analyze(self, conn: Connection) -> None:
+        """Fresh planner statistics for the records table (PostgreSQL): after a bulk load
+        the planner would otherwise not know that a record key picks one row."""
+        if conn.dialect.name == "postgresql":
+            table = conn.dialect.identifier_preparer.format_table(self.records)
+            conn.exec_driver_sql(f"ANALYZE {table}")
+
+    def has_records(self, conn: Connection) -> bool:
+        r = self.records.c
+        return conn.execute(sa.select(r.record_key).where(r.sync_name == self.sync_name)
+                            .limit(1)).first() is not None
 
     def count(self, conn: Connection, *, created_only: bool = False) -> int:
         r = self.records.c
@@ -254,23 +266,6 @@ class StateStore:
         if created_only:
             stmt = stmt.where(r.created.is_(True))
         return int(conn.execute(stmt).scalar() or 0)
-
-    def created_keys(self, conn: Connection, batch: int = 5000) -> Iterator[list[str]]:
-        """Keys of records this sync created, in batches (keyset-paginated)."""
-        r = self.records.c
-        after = ""
-        while True:
-            stmt = (
-                sa.select(r.record_key)
-                .where(r.sync_name == self.sync_name, r.created.is_(True), r.record_key > after)
-                .order_by(r.record_key)
-                .limit(batch)
-            )
-            keys = [k for (k,) in conn.execute(stmt)]
-            if not keys:
-                return
-            yield keys
-            after = keys[-1]
 
     # -- two-way pairs --------------------------------------------------------------------
     def load_pairs(self, conn: Connection) -> dict[str, PairState]:
