@@ -455,8 +455,15 @@ class SyncRun(RunBase):
                     else:
                         cursor = (page.column(CURSOR_COLUMN)[page.num_rows - 1].as_py()
                                   if request.cursor_field else None)
-                        pending.append((pool.submit(self._bulk_write, bulk), page, bulk,
-                                        cursor))
+                        if writers == 1:  # written here, the cursor in its transaction
+                            done: Future[bool] = Future()
+                            done.set_result(self._bulk_write(bulk, cursor))
+                            pending.append((done, page, bulk, None))
+                            if done.result():
+                                self._advanced(cursor)
+                        else:
+                            pending.append((pool.submit(self._bulk_write, bulk), page, bulk,
+                                            cursor))
                         if not self.dest_exists:  # the first page creates the table, alone
                             settle(block=True)
                     settle(block=False)
@@ -492,7 +499,10 @@ class SyncRun(RunBase):
         if types is None:
             return self.source.read_batches(request)
         assert isinstance(self.source, SqlTable)
-        return _prefetched(arrow.read_batches(self.source, request, types))
+        pages = arrow.read_batches(self.source, request, types)
+        # Reading ahead pays where the reader mostly waits on a server (PostgreSQL's COPY);
+        # SQLite reads in this process and would only contend for the interpreter.
+        return pages if self.source.dialect == "sqlite" else _prefetched(pages)
 
     def _bulk_writers(self) -> int:
         """Concurrent writers for first-load pages written straight from Arrow (0: none).
@@ -519,14 +529,16 @@ class SyncRun(RunBase):
             return None
         return _Bulk(data, keys, columnar.fingerprints(data, targets))
 
-    def _bulk_write(self, bulk: _Bulk) -> bool:
-        """Rows and their state in one transaction; False when the database refused them
-        (nothing of the page is written then)."""
+    def _bulk_write(self, bulk: _Bulk, cursor: Any = None) -> bool:
+        """Rows and their state (and the cursor, if given) in one transaction; False when
+        the database refused them (nothing of the page is written then)."""
         try:
             with self._transaction() as conn:
                 self._ensure_table(conn)
                 arrow.insert(conn, self.dest.table(), bulk.data)
                 self.state.save_new_records(conn, bulk.keys, bulk.fingerprints)
+                if cursor is not None:
+                    self.state.save_cursor(conn, cursor)
         except StatementError as exc:
             self.result.log("debug", "bulk write refused ("
                             f"{describe_db_error(exc, self.dest.url)}); record by record")
@@ -540,13 +552,17 @@ class SyncRun(RunBase):
         if cursor is not None:
             with self.state_engine.begin() as sconn:
                 self.state.save_cursor(sconn, cursor)
-            self.result.cursor = cursor
+        self._advanced(cursor)
         self.result.inserted += bulk.data.num_rows
         self.bulk_written += bulk.data.num_rows
         bucket = self.samples.setdefault("insert", [])
         room = self.options.sample_size - len(bucket)
         if room > 0:
             bucket.extend(bulk.data.slice(0, room).to_pylist())
+
+    def _advanced(self, cursor: Any) -> None:
+        if cursor is not None:
+            self.result.cursor = cursor
 
     def _report(self, read: int) -> None:
         if self.options.progress:

@@ -94,6 +94,8 @@ class StateStore:
             # True when this sync created the destination record: only those may be mirrored
             # away when they leave the source.
             sa.Column("created", sa.Boolean, nullable=False),
+            # SQLite: the key is the table (one B-tree to write, not a table and an index)
+            sqlite_with_rowid=False,
         )
         self.changes = sa.Table(
             "_sync_assets_changes", md,
