@@ -62,6 +62,13 @@ def pg_url_2(pg_server_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def pg_url_3(pg_server_url: str) -> Iterator[str]:
+    """A third fresh database (Dagster's instance storage in the scale-out test)."""
+    with _fresh_database(pg_server_url) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(objectstack URL, warehouse URL) on one backend: two SQLite files, or two PG databases."""

@@ -9,14 +9,14 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, BIT
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
@@ -43,11 +43,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.create_function("sync_assets_shard", -1, shard_of, deterministic=True)
 
 
-def shard_of(count: int, *values: Any) -> int:
-    """Which of `count` shards a record with these key values belongs to (SQLite's function
-    for shard filters; PostgreSQL hashes with its own hashtextextended)."""
-    text = "\x1f".join("" if v is None else str(v) for v in values)
-    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % count
+def shard_of(count: int, *texts: Any) -> int:
+    """Which of `count` shards a record belongs to, from the text of its key values: the
+    first 32 bits of the MD5 of the texts joined by U+001F, modulo `count`. PostgreSQL
+    computes the same in SQL (`SqlTable._in_shard`), SQLite calls this function."""
+    text = "\x1f".join("" if v is None else str(v) for v in texts)
+    digest = hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False)
+    return int(digest.hexdigest()[:8], 16) % count
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -260,10 +262,12 @@ class SqlTable(Endpoint):
     def _in_shard(self, columns: Sequence[str], index: int, count: int) -> Any:
         """Rows whose key columns hash to shard `index` of `count`: a static partition that
         every run of every shard computes alike."""
-        texts = [sa.cast(self.column(c), sa.Text) for c in columns]
+        texts = [sa.func.coalesce(sa.cast(self.column(c), sa.Text), "") for c in columns]
         if self.dialect == "postgresql":
-            h = sa.func.hashtextextended(sa.func.concat_ws("\x1f", *texts), 0)
-            return ((h % count) + count) % count == index
+            digest = sa.func.md5(sa.func.concat_ws("\x1f", *texts))
+            first32 = sa.cast(sa.cast(sa.func.concat("x", sa.func.substr(digest, 1, 8)),
+                                      BIT(32)), sa.BigInteger)
+            return first32 % count == index
         if self.dialect == "sqlite":
             return sa.func.sync_assets_shard(count, *texts) == index
         raise ConnectorError(f"shards need PostgreSQL or SQLite; {self.display} is on "

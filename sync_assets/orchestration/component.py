@@ -4,6 +4,7 @@
     attributes:
       project: syncs/          # a file or folder, relative to this defs.yaml
       timezone: Europe/Berlin
+      shards: {orders_to_warehouse: 4}   # optional: parallel shards of large syncs
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ class DataSyncComponent(dg.Component, dg.Resolvable, dg.Model):
     project: str = "."
     timezone: str = "UTC"
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS
+    shards: dict[str, int] = {}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_definitions(
             load_project(context.path / self.project),
             timezone=self.timezone,
             sensor_interval_seconds=self.sensor_interval_seconds,
+            shards=self.shards,
         )

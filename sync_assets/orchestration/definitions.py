@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,7 @@ from ..project import Project, load_project
 from .assets import NOTIFIER_KEY, build_sync_asset
 from .automation import build_job, build_realtime_sensor, build_schedule
 from .notify import SmtpNotifier
+from .shards import build_sharded_sync_asset
 from .translator import SyncTranslator
 
 DEFAULT_SENSOR_INTERVAL_SECONDS = 30
@@ -23,9 +25,11 @@ def build_definitions(
     timezone: str = "UTC",
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
     notifier: SmtpNotifier | None = None,
+    shards: Mapping[str, int] | None = None,
 ) -> dg.Definitions:
     """Assets, checks, jobs, schedules and sensors for every sync of a project.
 
+    `shards` splits named syncs into that many parallel shards (`orchestration/shards.py`).
     Merge the result into your own code location with `dg.Definitions.merge(...)`.
     """
     if not isinstance(project, Project):
@@ -34,10 +38,17 @@ def build_definitions(
         translator = SyncTranslator(project)
     elif isinstance(translator, type):
         translator = translator(project)
+    shards = dict(shards or {})
+    unknown = sorted(set(shards) - set(project.syncs))
+    if unknown:
+        raise ValueError(f"shards names syncs the project does not have: {', '.join(unknown)} "
+                         f"(syncs: {', '.join(project.syncs)})")
     assets, jobs, schedules, sensors = [], [], [], []
     owners: dict[dg.AssetKey, str] = {}
     for sync in project.syncs.values():
-        assets_def = build_sync_asset(project, sync, translator)
+        count = shards.get(sync.name, 1)
+        assets_def = (build_sharded_sync_asset(project, sync, translator, count) if count != 1
+                      else build_sync_asset(project, sync, translator))
         for key in assets_def.keys:
             if key in owners:
                 raise ValueError(
