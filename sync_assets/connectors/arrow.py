@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from . import pgcopy
 from .base import ReadRequest, Record
@@ -86,40 +86,9 @@ def read_batches(endpoint: SqlTable, request: ReadRequest,
                  types: Mapping[str, pa.DataType]) -> Iterator[pa.Table | list[Record]]:
     """The pages of `SqlTable.read_batches`, as Arrow tables (or records, for a page Arrow
     cannot type)."""
-    columns = [endpoint.column(c) for c in request.columns]
-    order = [endpoint._cursor_expr(c) if c == request.cursor_field else endpoint.column(c)
-             for c in request.order_by]
-    extra = []
-    if request.cursor_field is not None:
-        extra = [endpoint._cursor_expr(request.cursor_field).label(CURSOR_COLUMN)]
-    names = [*request.columns, *([CURSOR_COLUMN] if extra else [])]
-    after = request.after
-    while True:
-        stmt = endpoint._bounded(sa.select(*columns, *extra), request)
-        if after is not None:
-            stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
-        stmt = stmt.order_by(*order).limit(request.batch_size)
-        try:
-            with endpoint.engine.connect() as conn:
-                page: pa.Table | list[Record] | None = _read_page(conn, stmt, names, types)
-                if page is None:  # Arrow could not type it: the ordinary way
-                    result = conn.execute(stmt)
-                    keys = list(result.keys())
-                    page = [dict(zip(keys, r, strict=True)) for r in result]
-        except DBAPIError as exc:
-            raise endpoint.error(exc, "reading") from None
-        size = page.num_rows if isinstance(page, pa.Table) else len(page)
-        if not size:
-            return
-        yield page
-        if size < request.batch_size:
-            return
-        if isinstance(page, pa.Table):
-            last = {c: page.column(c)[size - 1].as_py() for c in page.column_names}
-        else:
-            last = page[-1]
-        after = tuple(last[CURSOR_COLUMN] if c == request.cursor_field else last[c]
-                      for c in request.order_by)
+    names = [*request.columns, *([CURSOR_COLUMN] if request.cursor_field else [])]
+    return endpoint.read_batches(
+        request, fetch=lambda conn, stmt: _read_page(conn, stmt, names, types))
 
 
 def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
@@ -178,13 +147,26 @@ def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.T
 
 
 # -- bulk writes ----------------------------------------------------------------------------
+def _fast_csv_types(data: pa.Table) -> pa.Table:
+    """Zone-aware timestamps as text Arrow formats twenty times faster: the UTC wall time
+    (the zone dropped, instants kept) with a `Z`, which PostgreSQL reads as the same
+    instant."""
+    for i, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            naive = data.column(i).cast(pa.timestamp(field.type.unit)).cast(pa.string())
+            data = data.set_column(i, field.name, pc.binary_join_element_wise(naive, "Z", ""))
+    return data
+
+
+
 def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     """Insert every row of `data` (columns named as the table's) in the open transaction."""
     if not data.num_rows:
         return
     if conn.dialect.name == "postgresql":
         buffer = io.BytesIO()
-        pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+        pacsv.write_csv(_fast_csv_types(data), buffer,
+                        pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
         preparer = conn.dialect.identifier_preparer
         cols = ", ".join(preparer.quote(c) for c in data.column_names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -282,7 +282,9 @@ class SqlTable(Endpoint):
         except DBAPIError as exc:
             raise self.error(exc, "reading") from None
 
-    def read_batches(self, request: ReadRequest) -> Iterator[list[Record]]:
+    def page_statement(self, request: ReadRequest, after: tuple[Any, ...] | None) -> Any:
+        """The SELECT of one page: the request's columns (and the cursor column as
+        CURSOR_COLUMN), filter and bounds, after the keyset position `after`, in order."""
         columns = [self.column(c) for c in request.columns]
         order = [
             self._cursor_expr(c) if c == request.cursor_field else self.column(c)
@@ -291,29 +293,43 @@ class SqlTable(Endpoint):
         extra = []
         if request.cursor_field is not None:
             extra = [self._cursor_expr(request.cursor_field).label(CURSOR_COLUMN)]
+        stmt = self._bounded(sa.select(*columns, *extra), request)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
+        return stmt.order_by(*order).limit(request.batch_size)
+
+    @staticmethod
+    def position(last: Mapping[str, Any], request: ReadRequest) -> tuple[Any, ...]:
+        """The keyset position after a page whose last row is `last`."""
+        return tuple(last[CURSOR_COLUMN] if c == request.cursor_field else last[c]
+                     for c in request.order_by)
+
+    def read_batches(self, request: ReadRequest,
+                     fetch: Callable[[Connection, Any], Any] | None = None) -> Iterator[Any]:
+        """Pages of records, keyset-paginated. `fetch(conn, statement)` may read a page
+        another way (connectors/arrow.py: as an Arrow table); when it returns None the page
+        is read as records."""
         after = request.after
         while True:
-            stmt = self._bounded(sa.select(*columns, *extra), request)
-            if after is not None:
-                stmt = stmt.where(sa.tuple_(*order) > sa.tuple_(*after))
-            stmt = stmt.order_by(*order).limit(request.batch_size)
+            stmt = self.page_statement(request, after)
             try:
                 with self.engine.connect() as conn:
-                    result = conn.execute(stmt)
-                    names = list(result.keys())
-                    rows = [dict(zip(names, r, strict=True)) for r in result]
+                    page = fetch(conn, stmt) if fetch is not None else None
+                    if page is None:
+                        result = conn.execute(stmt)
+                        names = list(result.keys())
+                        page = [dict(zip(names, r, strict=True)) for r in result]
             except DBAPIError as exc:
                 raise self.error(exc, "reading") from None
-            if not rows:
+            size = len(page) if isinstance(page, list) else page.num_rows
+            if not size:
                 return
-            yield rows
-            if len(rows) < request.batch_size:
+            yield page
+            if size < request.batch_size:
                 return
-            last = rows[-1]
-            after = tuple(
-                last[CURSOR_COLUMN] if c == request.cursor_field else last[c]
-                for c in request.order_by
-            )
+            last = (page[-1] if isinstance(page, list)
+                    else {c: page.column(c)[size - 1].as_py() for c in page.column_names})
+            after = self.position(last, request)
 
     def lookup_table(self, table: str, key_field: str, value_field: str) -> dict[Any, Any]:
         """A whole key -> value table from the same database (for `lookup` transforms)."""

@@ -25,17 +25,6 @@ def _tag(tag: str, texts: Any) -> Any:
     return pc.binary_join_element_wise(tag, texts, "")
 
 
-def _iso_datetime(arr: Any) -> Any:
-    """`datetime.isoformat()` of the naive UTC value, as `records.plain` writes it: seconds,
-    then `.ffffff` only when there are microseconds."""
-    naive = arr.cast(pa.timestamp("us"))  # a zone-aware array holds UTC: drop the zone only
-    seconds = pc.floor_temporal(naive, unit="second")
-    base = pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
-    micros = pc.subtract(naive.cast(pa.int64()), seconds.cast(pa.int64()))
-    fraction = _tag(".", pc.utf8_lpad(micros.cast(pa.string()), width=6, padding="0"))
-    return pc.if_else(pc.equal(micros, 0), base, pc.binary_join_element_wise(base, fraction, ""))
-
-
 def canonical_texts(arr: Any) -> Any:
     """`records.canonical` of every value of an Arrow array, as an Arrow string array."""
     t = arr.type
@@ -46,9 +35,10 @@ def canonical_texts(arr: Any) -> Any:
     elif pa.types.is_boolean(t):
         texts = pc.if_else(arr, "b1", "b0")
     elif pa.types.is_timestamp(t) and t.unit in ("s", "ms", "us"):
-        texts = _tag("s", _iso_datetime(arr))
-    elif pa.types.is_date(t):
-        texts = _tag("s", pc.strftime(arr.cast(pa.timestamp("s")), format="%Y-%m-%d"))
+        # a zone-aware array holds UTC instants: dropping the zone keeps them
+        texts = _tag("t", arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(pa.string()))
+    elif pa.types.is_date32(t):
+        texts = _tag("d", arr.cast(pa.int32()).cast(pa.string()))
     else:
         return pa.array([canonical(v) for v in arr.to_pylist()], pa.string())
     return pc.fill_null(texts, "n")

@@ -165,7 +165,10 @@ class RecordMapper:
         self.targets = [m.target for m in self.entries]
         plain_renames = all(m.transform is None and "defaultValue" not in m.model_fields_set
                             for m in self.entries)
-        self._renames = [(m.source, m.target) for m in self.entries] if plain_renames else None
+        self.renames = [(m.source, m.target) for m in self.entries] if plain_renames else None
+        #: destination field -> the source field it copies unchanged (no transform, no default)
+        self.plain_sources = {m.target: m.source for m in self.entries
+                              if m.transform is None and "defaultValue" not in m.model_fields_set}
         self.source_fields = list(dict.fromkeys(
             [m.source for m in self.entries if m.source in source.fields]
         ))
@@ -215,8 +218,8 @@ class RecordMapper:
             self._lookup_cache.clear()
 
     def map(self, record: Mapping[str, Any]) -> tuple[Record, list[FieldProblem]]:
-        if self._renames is not None:  # only renames: nothing can fail, nothing to compute
-            return {t: record.get(s) for s, t in self._renames}, []
+        if self.renames is not None:  # only renames: nothing can fail, nothing to compute
+            return {t: record.get(s) for s, t in self.renames}, []
         out: Record = {}
         problems: list[FieldProblem] = []
         for i, m in enumerate(self.entries):

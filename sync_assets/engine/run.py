@@ -246,8 +246,7 @@ class SyncRun(RunBase):
         if self.append:
             columns = list(self.source_id)
         else:
-            renamed = {m.target: m.source for m in self.mapper.entries
-                       if m.transform is None and "defaultValue" not in m.model_fields_set}
+            renamed = self.mapper.plain_sources
             if not all(k in renamed for k in self.key):
                 raise RunFailed(
                     "shards split records by their match key, so every key field "
@@ -321,8 +320,7 @@ class SyncRun(RunBase):
         key is a plain rename of source columns that are unique there)."""
         if self.op not in ("insert", "upsert", "sync") or self.append:
             return False
-        renamed = {m.target: m.source for m in self.mapper.entries
-                   if m.transform is None and "defaultValue" not in m.model_fields_set}
+        renamed = self.mapper.plain_sources
         if not all(k in renamed for k in self.key):
             return False
         if not self.source.is_unique([renamed[k] for k in self.key]):
@@ -489,7 +487,7 @@ class SyncRun(RunBase):
         source keys alone."""
         if self.options.dry_run or not arrow.lane_available(self.source):
             return None
-        if not keys_only and (self.mapper._renames is None or not self.validator.empty):
+        if not keys_only and (self.mapper.renames is None or not self.validator.empty):
             return None
         assert isinstance(self.source, SqlTable)
         return arrow.schema_for(self.source, request.columns, request.cursor_field)
@@ -508,7 +506,7 @@ class SyncRun(RunBase):
         """Concurrent writers for first-load pages written straight from Arrow (0: none).
         PostgreSQL takes two COPYs at once nearly twice as fast as one after the other
         (each backend maintains the key indexes on its own core); SQLite takes one writer."""
-        if not (self.bulk_load and self.mapper._renames is not None
+        if not (self.bulk_load and self.mapper.renames is not None
                 and not self.state_apart and not self.append
                 and not self.config.effective_audit.trackChanges
                 and arrow.lane_available(self.dest)):
@@ -518,9 +516,9 @@ class SyncRun(RunBase):
     def _bulk_prepare(self, page: pa.Table) -> _Bulk | None:
         """A first-load page renamed, keyed and fingerprinted by column; None when a key is
         missing or repeated (the record path reports those)."""
-        assert self.mapper._renames is not None
-        sources = [s for s, _ in self.mapper._renames]
-        targets = [t for _, t in self.mapper._renames]
+        assert self.mapper.renames is not None
+        sources = [s for s, _ in self.mapper.renames]
+        targets = [t for _, t in self.mapper.renames]
         data = page.select(sources).rename_columns(targets)
         if any(data.column(k).null_count for k in self.key):
             return None
@@ -843,8 +841,7 @@ class SyncRun(RunBase):
         """Every source key, now, into the run's table of seen keys: a mirror compares the
         whole source with what it created, whatever the run itself read."""
         request = self._request(None)
-        renamed = {m.target: m.source for m in self.mapper.entries
-                   if m.transform is None and "defaultValue" not in m.model_fields_set}
+        renamed = self.mapper.plain_sources
         direct = all(k in renamed for k in self.key)
         # Keys that are plain renames are read alone; others need the whole mapping.
         columns = ([renamed[k] for k in self.key] + self.source_id if direct
