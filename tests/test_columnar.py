@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sync_assets.engine import columnar
 from sync_assets.engine.records import canonical, fingerprints, payload, record_key
 from sync_assets.engine.run import _prefetched
+from sync_assets.engine.state import StateStore
 
 from engine_helpers import (
     codes,
@@ -164,6 +165,11 @@ def state_records(url: str) -> dict[str, int]:
             "SELECT count(*), sum(CASE WHEN created THEN 1 ELSE 0 END) "
             "FROM _sync_assets_records")).one()
     return {"records": int(total), "created": int(created or 0)}
+
+
+def saved_cursor(url: str) -> Any:
+    with engine_for(url) as engine, engine.connect() as conn:
+        return StateStore("contacts").load_cursor(conn)
 
 
 def lane_sync(**extra: Any) -> dict[str, Any]:
@@ -324,3 +330,42 @@ def test_sqlite_text_arrow_cannot_type_is_read_the_ordinary_way(tmp_path: Path) 
 
     assert counts(result) == {"processed": 5, "inserted": 5}
     assert rows(wh_url, "items", "id") == [(1, 10), (2, 20), (3, 30), (4, "many"), (5, 50)]
+
+
+
+def test_a_first_load_moves_the_cursor_once_when_every_page_is_in(
+    tmp_path: Path, backend: Urls
+) -> None:
+    """A first load reads in the source key's order, not in cursor order: a load that stops
+    half way leaves no cursor, and the next run finds in its state what was written."""
+    os_url, wh_url = backend
+    source_table(os_url, 300)
+    for i in range(1, 301):  # the lower the id, the later the change
+        update(os_url, "contact", {"id": i}, {"updated_at": T0 + timedelta(seconds=301 - i)})
+    update(os_url, "contact", {"id": 250}, {"name": "refused"})
+    create_table(wh_url, "contacts", [
+        sa.Column("id", sa.Integer),
+        sa.Column("email", sa.String(80), primary_key=True),
+        sa.Column("full_name", sa.Text),
+        sa.Column("vip", sa.Boolean),
+        sa.Column("born", sa.Date),
+        sa.Column("updated_at", sa.DateTime),
+    ], constraints=[sa.CheckConstraint("full_name <> 'refused'", name="not_refused")])
+    proj = project(tmp_path, backend, lane_sync(
+        syncMode="incremental", changeTrackingField="updated_at",
+        errorHandling={"onSyncError": "fail"}, retry={"maxAttempts": 0}))
+
+    stopped = sync(proj, "contacts")
+    written = [r[0] for r in rows(wh_url, "contacts", "id")]
+    cursor_after_stop = saved_cursor(wh_url)
+    update(os_url, "contact", {"id": 250}, {"name": "accepted"})
+    finished = sync(proj, "contacts")
+
+    assert stopped.to_spec()["status"] == "failed"
+    assert written == list(range(1, 201))  # the two pages before the refused one
+    assert cursor_after_stop is None
+    assert counts(finished) == {"processed": 300, "inserted": 100, "skipped": 200}
+    last = T0 + timedelta(seconds=300)  # SQLite's cursor is the stored text
+    assert saved_cursor(wh_url) == (str(last) + ".000000" if wh_url.startswith("sqlite")
+                                    else last)
+    assert [r[0] for r in rows(wh_url, "contacts", "id")] == list(range(1, 301))

@@ -393,7 +393,21 @@ class SyncRun(RunBase):
             self.result.log("info", f"incremental read on {ctf} from {start} to {plain(upper)}")
         else:
             self.result.log("info", f"reading all of {self.source.display}")
+        self.cursor_at_end = None
+        if (self.bulk_load and request.cursor_field is not None and request.lower is None
+                and request.upper is not None and self._bulk_writers()):
+            # A first load reads in the source key's order: a walk in storage order, not one
+            # through the change-tracking index. Pages are then not in cursor order, so the
+            # cursor moves once, to the high-water mark, when every page is in; a run that
+            # stops before reads again and finds the written pages in its state.
+            self.cursor_at_end = request.upper
+            request = ReadRequest(**{**request.__dict__, "order_by": self.source_id})
         read = self._read_pass(request)
+        if self.cursor_at_end is not None:
+            with self.state_engine.begin() as sconn:
+                self.state.save_cursor(sconn, self.cursor_at_end)
+            self._advanced(self.cursor_at_end)
+            self.cursor_at_end = None
         if request.cursor_field is not None:
             # Rows without a change-tracking value cannot be ordered by the cursor: every
             # incremental run reads them, and their fingerprints skip the unchanged ones.
@@ -452,7 +466,7 @@ class SyncRun(RunBase):
                         self._record_page(page.to_pylist(), request)
                     else:
                         cursor = (page.column(CURSOR_COLUMN)[page.num_rows - 1].as_py()
-                                  if request.cursor_field else None)
+                                  if self._page_cursors(request) else None)
                         if writers == 1:  # written here, the cursor in its transaction
                             done: Future[bool] = Future()
                             done.set_result(self._bulk_write(bulk, cursor))
@@ -474,9 +488,13 @@ class SyncRun(RunBase):
                 raise
         return read
 
+    def _page_cursors(self, request: ReadRequest) -> bool:
+        """Whether each page carries the cursor past it (pages in cursor order)."""
+        return request.cursor_field is not None and self.cursor_at_end is None
+
     def _record_page(self, rows: Sequence[Record], request: ReadRequest) -> None:
         items = self._prepare(rows, request)
-        last_cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
+        last_cursor = rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request) else None
         self._write_with_policy(items, last_cursor)
 
     # -- the Arrow lane -------------------------------------------------------------------
@@ -587,7 +605,8 @@ class SyncRun(RunBase):
                 for rows in self.source.read_batches(request):
                     read += len(rows)
                     items = self._prepare(rows, request)
-                    cursor = rows[-1].get(CURSOR_COLUMN) if request.cursor_field else None
+                    cursor = (rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request)
+                              else None)
                     if not self.dest_exists:  # the first batch creates the table, alone
                         self._write_with_policy(items, cursor)
                     else:
