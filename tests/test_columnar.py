@@ -136,7 +136,8 @@ T0 = datetime(2024, 3, 1, 12, 0, 0)
 
 def contacts(n: int) -> list[dict[str, Any]]:
     return [{"id": i, "email": f"p{i}@example.com" if i % 7 else f'q"{i}\\@example.com',
-             "name": None if i % 5 == 0 else f"Näme {i}", "vip": i % 3 == 0,
+             "name": None if i % 5 == 0 else "two\nlines, \"quoted\"" if i == 77
+             else "" if i == 78 else f"Näme {i}", "vip": i % 3 == 0,
              "born": date(1990, 1, 1) + timedelta(days=i),
              "updated_at": T0 + timedelta(seconds=i, microseconds=(i % 2) * 1500),
              "note": "not mapped"}
