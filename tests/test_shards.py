@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from sync_assets import build_definitions
 from sync_assets.connectors.sql import shard_of
 
 from engine_helpers import (
@@ -236,3 +237,32 @@ def test_a_two_shard_run_on_the_multiprocess_executor_writes_what_one_run_writes
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     (execution,) = check.values()
     assert execution.status.value == "SUCCEEDED"
+
+
+def test_a_failed_shard_fails_the_run_and_materializes_nothing(
+    tmp_path: Path, backend: Urls
+) -> None:
+    proj = project(tmp_path, backend, contacts_sync())  # the source table does not exist
+    job = build_definitions(proj, shards={"contacts": 2}).resolve_job_def(
+        "sync__contacts__job")
+
+    result = job.execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    failed = sorted(e.step_key for e in result.all_events
+                    if e.event_type_value == "STEP_FAILURE")
+    assert failed == ["sync__contacts.sync__contacts__shard_0_of_2",
+                      "sync__contacts.sync__contacts__shard_1_of_2"]
+    assert result.get_asset_materialization_events() == []
+
+
+def test_shards_are_refused_for_two_way_syncs_and_unknown_names(
+    tmp_path: Path, backend: Urls
+) -> None:
+    proj = project(tmp_path, backend, {**contacts_sync(), "direction": "bidirectional"})
+
+    with pytest.raises(ValueError, match="bidirectional: two-way syncs compare both sides"):
+        build_definitions(proj, shards={"contacts": 2})
+    with pytest.raises(ValueError, match="shards names syncs the project does not have: "
+                                         "orders"):
+        build_definitions(proj, shards={"orders": 2})
