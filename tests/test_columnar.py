@@ -168,6 +168,18 @@ def state_records(url: str) -> dict[str, int]:
     return {"records": int(total), "created": int(created or 0)}
 
 
+def destination_refusing(url: str, check: str) -> None:
+    """The destination table made beforehand, with a CHECK some source row breaks."""
+    create_table(url, "contacts", [
+        sa.Column("id", sa.Integer),
+        sa.Column("email", sa.String(80), primary_key=True),
+        sa.Column("full_name", sa.Text),
+        sa.Column("vip", sa.Boolean),
+        sa.Column("born", sa.Date),
+        sa.Column("updated_at", sa.DateTime),
+    ], constraints=[sa.CheckConstraint(check, name="refuses")])
+
+
 def saved_cursor(url: str) -> Any:
     with engine_for(url) as engine, engine.connect() as conn:
         return StateStore("contacts").load_cursor(conn)
@@ -254,14 +266,7 @@ def test_a_page_the_destination_refuses_is_written_record_by_record(
 ) -> None:
     os_url, wh_url = backend
     source_table(os_url, 250)
-    create_table(wh_url, "contacts", [
-        sa.Column("id", sa.Integer),
-        sa.Column("email", sa.String(80), primary_key=True),
-        sa.Column("full_name", sa.Text),
-        sa.Column("vip", sa.Boolean),
-        sa.Column("born", sa.Date),
-        sa.Column("updated_at", sa.DateTime),
-    ], constraints=[sa.CheckConstraint("id <> 130", name="no_130")])
+    destination_refusing(wh_url, "id <> 130")
     proj = project(tmp_path, backend, lane_sync(errorHandling={"onSyncError": "skip"}))
 
     result = sync(proj, "contacts")
@@ -344,14 +349,7 @@ def test_a_first_load_moves_the_cursor_once_when_every_page_is_in(
     for i in range(1, 301):  # the lower the id, the later the change
         update(os_url, "contact", {"id": i}, {"updated_at": T0 + timedelta(seconds=301 - i)})
     update(os_url, "contact", {"id": 250}, {"name": "refused"})
-    create_table(wh_url, "contacts", [
-        sa.Column("id", sa.Integer),
-        sa.Column("email", sa.String(80), primary_key=True),
-        sa.Column("full_name", sa.Text),
-        sa.Column("vip", sa.Boolean),
-        sa.Column("born", sa.Date),
-        sa.Column("updated_at", sa.DateTime),
-    ], constraints=[sa.CheckConstraint("full_name <> 'refused'", name="not_refused")])
+    destination_refusing(wh_url, "full_name <> 'refused'")
     proj = project(tmp_path, backend, lane_sync(
         syncMode="incremental", changeTrackingField="updated_at",
         errorHandling={"onSyncError": "fail"}, retry={"maxAttempts": 0}))

@@ -363,6 +363,25 @@ def test_update_changes_existing_records_and_skips_missing(
     assert rows(wh_url, "people", "id") == [(1, "name 1"), (3, "name 3"), (9, "not in source")]
 
 
+def test_many_updates_in_one_batch_write_exact_rows_and_their_state(
+    tmp_path: Path, backend: Urls
+) -> None:
+    """On PostgreSQL 64+ updates go through a staging table and one UPDATE ... FROM, for the
+    rows and for their fingerprints alike."""
+    os_url, wh_url = backend
+    seed_people(os_url, 150)
+    proj = project(tmp_path, backend, to_warehouse("people", "person", "people"))
+    sync(proj, "people")
+    execute(os_url, "UPDATE person SET name = 'renamed ' || id WHERE id <= 120")
+
+    changed = sync(proj, "people")
+    again = sync(proj, "people")
+
+    assert counts(changed) == {"processed": 150, "updated": 120, "skipped": 30}
+    assert counts(again) == {"processed": 150, "skipped": 150}
+    assert rows(wh_url, "people", "id") == rows(os_url, "person", "id")
+
+
 def test_upsert_inserts_updates_and_skips(tmp_path: Path, backend: Urls) -> None:
     os_url, wh_url = backend
     seed_people(os_url, 3)

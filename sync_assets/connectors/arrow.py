@@ -99,10 +99,10 @@ def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.construct_params()[p] for p in compiled.positiontup or ())
     rows = conn.exec_driver_sql(str(compiled), params).fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     try:
-        arrays = [_sqlite_array(list(values), schema.field(i).type)
-                  for i, values in enumerate(zip(*rows, strict=True))] if rows else \
-                 [pa.array([], f.type) for f in schema]
+        arrays = [_sqlite_array(list(values), field.type)
+                  for values, field in zip(columns, schema, strict=True)]
         return pa.Table.from_arrays(arrays, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
@@ -130,12 +130,12 @@ def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.T
         cursor.close()
     buffer = io.BytesIO()
     pgcopy.copy(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-    data = buffer.getvalue()
-    if not data:
+    if not buffer.tell():
         return schema.empty_table()
+    buffer.seek(0)
     try:
         return pacsv.read_csv(
-            io.BytesIO(data),
+            buffer,
             read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=schema, null_values=[""], strings_can_be_null=True,
@@ -156,7 +156,6 @@ def _fast_csv_types(data: pa.Table) -> pa.Table:
             naive = data.column(i).cast(pa.timestamp(field.type.unit)).cast(pa.string())
             data = data.set_column(i, field.name, pc.binary_join_element_wise(naive, "Z", ""))
     return data
-
 
 
 def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:

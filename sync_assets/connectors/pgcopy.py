@@ -73,9 +73,11 @@ def copy(conn: Connection, sql: str, file: Any) -> None:
 
 
 def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: Sequence[str],
-                rows: Sequence[Mapping[str, Any]], where: Mapping[str, Any] | None = None) -> int:
+                rows: Sequence[Mapping[str, Any]], where: Mapping[str, Any] | None = None) -> None:
     """Set `columns` of the rows matching each row's `key` values (and `where`, one value per
-    column for all rows): COPY into a temporary table shaped like the target, one UPDATE."""
+    column for all rows): COPY into a temporary table shaped like the target, one UPDATE.
+    The table is dropped after it (a batch may update two tables); if anything fails, the
+    caller's transaction rolls back and takes it along."""
     preparer = conn.dialect.identifier_preparer
     target = preparer.format_table(table)
     stage = preparer.quote("_sync_assets_stage")
@@ -83,20 +85,17 @@ def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: 
     cols = ", ".join(preparer.quote(c) for c in names)
     conn.exec_driver_sql(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
                          f"SELECT {cols} FROM {target} WITH NO DATA")
-    try:
-        copy_rows(conn, stage, names, rows)
-        sets = ", ".join(f"{preparer.quote(c)} = s.{preparer.quote(c)}" for c in columns)
-        conds = [f"d.{preparer.quote(k)} = s.{preparer.quote(k)}" for k in key]
-        params: dict[str, Any] = {}
-        for i, (column, value) in enumerate((where or {}).items()):
-            conds.append(f"d.{preparer.quote(column)} = %(w{i})s")
-            params[f"w{i}"] = value
-        result = conn.exec_driver_sql(
-            f"UPDATE {target} AS d SET {sets} FROM {stage} AS s WHERE {' AND '.join(conds)}",
-            params)
-        return int(result.rowcount or 0)
-    finally:
-        conn.exec_driver_sql(f"DROP TABLE {stage}")
+    copy_rows(conn, stage, names, rows)
+    sets = ", ".join(f"{preparer.quote(c)} = s.{preparer.quote(c)}" for c in columns)
+    conds = [f"d.{preparer.quote(k)} = s.{preparer.quote(k)}" for k in key]
+    params: dict[str, Any] = {}
+    for i, (column, value) in enumerate((where or {}).items()):
+        conds.append(f"d.{preparer.quote(column)} = %(w{i})s")
+        params[f"w{i}"] = value
+    conn.exec_driver_sql(
+        f"UPDATE {target} AS d SET {sets} FROM {stage} AS s WHERE {' AND '.join(conds)}",
+        params)
+    conn.exec_driver_sql(f"DROP TABLE {stage}")
 
 
 def usable(conn: Connection, rows: Sequence[Any]) -> bool:

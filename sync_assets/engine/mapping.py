@@ -163,12 +163,12 @@ class RecordMapper:
                     f"(fields: {', '.join(available)})",
                 )
         self.targets = [m.target for m in self.entries]
-        plain_renames = all(m.transform is None and "defaultValue" not in m.model_fields_set
-                            for m in self.entries)
-        self.renames = [(m.source, m.target) for m in self.entries] if plain_renames else None
         #: destination field -> the source field it copies unchanged (no transform, no default)
         self.plain_sources = {m.target: m.source for m in self.entries
                               if m.transform is None and "defaultValue" not in m.model_fields_set}
+        #: (source, destination) of every field when the mapping only renames, else None
+        self.renames = ([(s, t) for t, s in self.plain_sources.items()]
+                        if len(self.plain_sources) == len(self.entries) else None)
         self.source_fields = list(dict.fromkeys(
             [m.source for m in self.entries if m.source in source.fields]
         ))

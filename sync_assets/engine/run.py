@@ -201,7 +201,7 @@ class SyncRun(RunBase):
                     f"destination {self.dest.display} has no column {', '.join(missing)}; "
                     f"columns: {', '.join(ddesc.fields)}"
                 )
-        self.shard_columns = self._shard_columns()
+        self.shard = self._shard_filter()
         self._open_state()
         with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
             self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
@@ -227,16 +227,17 @@ class SyncRun(RunBase):
             with self.state_engine.begin() as conn:
                 self.state.analyze(conn)
         if self.op == "sync":
-            self._mirror_deletes(cursor)
+            self._mirror_deletes()
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
             # a dry run must not even create the state tables
             with self.state_engine.begin() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
 
-    def _shard_columns(self) -> tuple[str, ...] | None:
-        """The source columns a shard is chosen by: the match key's (so every version of a
-        record is read by one shard, and shards never write the same key), or the source's
-        key for appends. The shard's own state name keeps its cursor and records apart."""
+    def _shard_filter(self) -> tuple[tuple[str, ...], int, int] | None:
+        """(source columns, index, count) of this run's shard, for ReadRequest.shard. A
+        shard is chosen by the match key's source columns (so every version of a record is
+        read by one shard, and shards never write the same key), or by the source's key for
+        appends. The shard's own state name keeps its cursor and records apart."""
         if self.options.shard is None:
             return None
         index, count = self.options.shard
@@ -256,7 +257,7 @@ class SyncRun(RunBase):
         self.state_name = f"{self.state_name}#shard-{index}-of-{count}"
         self.result.log("info", f"shard {index} of {count}: records whose "
                                 f"{', '.join(columns)} hash to {index} modulo {count}")
-        return tuple(columns)
+        return tuple(columns), index, count
 
     def _ensure_state(self, conn: Connection) -> None:
         """Create the state tables if missing. Shards may be creating them at this moment:
@@ -378,8 +379,7 @@ class SyncRun(RunBase):
             filter=filt,
             cursor_field=ctf if incremental else None,
             lower=cursor if incremental else None,
-            shard=(None if self.shard_columns is None or self.options.shard is None
-                   else (self.shard_columns, *self.options.shard)),
+            shard=self.shard,
         )
 
     def _read_and_write(self, cursor: Any) -> None:
@@ -468,11 +468,10 @@ class SyncRun(RunBase):
                         cursor = (page.column(CURSOR_COLUMN)[page.num_rows - 1].as_py()
                                   if self._page_cursors(request) else None)
                         if writers == 1:  # written here, the cursor in its transaction
-                            done: Future[bool] = Future()
-                            done.set_result(self._bulk_write(bulk, cursor))
-                            pending.append((done, page, bulk, None))
-                            if done.result():
-                                self._advanced(cursor)
+                            if self._bulk_write(bulk, cursor):
+                                self._bulk_done(bulk, cursor, cursor_saved=True)
+                            else:
+                                self._record_page(page.to_pylist(), request)
                         else:
                             pending.append((pool.submit(self._bulk_write, bulk), page, bulk,
                                             cursor))
@@ -562,10 +561,10 @@ class SyncRun(RunBase):
         self.dest_exists = True
         return True
 
-    def _bulk_done(self, bulk: _Bulk, cursor: Any) -> None:
+    def _bulk_done(self, bulk: _Bulk, cursor: Any, *, cursor_saved: bool = False) -> None:
         """A written page, in page order: the cursor moves past it only now, when it and
         every page before it have committed."""
-        if cursor is not None:
+        if cursor is not None and not cursor_saved:
             with self.state_engine.begin() as sconn:
                 self.state.save_cursor(sconn, cursor)
         self._advanced(cursor)
@@ -889,7 +888,7 @@ class SyncRun(RunBase):
                     keys.append(record_key(values))
             self.state.mark_seen(conn, keys)
 
-    def _mirror_deletes(self, cursor: Any) -> None:
+    def _mirror_deletes(self) -> None:
         if not self.dest_exists:
             return
         self.key_unknown = 0

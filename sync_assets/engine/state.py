@@ -191,8 +191,8 @@ class StateStore:
         if old and pgcopy.usable(conn, old):
             pgcopy.update_rows(
                 conn, self.records, ["record_key"], ["fingerprint", "created"],
-                [{"record_key": k, "fingerprint": fp, "created": c} for k, fp, c in rows
-                 if k in known],
+                [{"record_key": o["k"], "fingerprint": o["fp"], "created": o["c"]}
+                 for o in old],
                 where={"sync_name": self.sync_name})
         elif old:
             conn.execute(

@@ -80,6 +80,66 @@ def errors_table(errors: list[dict[str, str]]) -> dg.TableMetadataValue:
     )
 
 
+def completed_check(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        CHECK_NAME,
+        asset=key,
+        description="Every record the last run considered was written or skipped: no record "
+        "errored (a partial run fails this check with its error table).",
+    )
+
+
+def completed_result(key: dg.AssetKey, spec: dict[str, Any]) -> dg.AssetCheckResult:
+    """`sync_completed` for a run's result: passed when it completed, with its errors."""
+    errored = spec.get("stats", {}).get("recordsErrored", 0)
+    meta: dict[str, Any] = {"recordsErrored": dg.MetadataValue.int(errored)}
+    if spec.get("errors"):
+        meta["errors"] = errors_table(spec["errors"])
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=CHECK_NAME, passed=spec["status"] == "completed",
+        severity=dg.AssetCheckSeverity.ERROR, metadata=meta,
+    )
+
+
+def run_options(context: dg.OpExecutionContext | dg.AssetExecutionContext, *,
+                full_refresh: bool = False, allow_mass_delete: bool = False,
+                shard: tuple[int, int] | None = None) -> RunOptions:
+    """The engine's options for this Dagster run: run config, or the run's tags."""
+    tags = context.run.tags
+    return RunOptions(
+        full_refresh=full_refresh or tags.get(FULL_REFRESH_TAG, "").lower() in _TRUE,
+        allow_mass_delete=(allow_mass_delete
+                           or tags.get(ALLOW_MASS_DELETE_TAG, "").lower() in _TRUE),
+        run_id=context.run.run_id,
+        shard=shard,
+    )
+
+
+def report(context: dg.OpExecutionContext | dg.AssetExecutionContext, sync: SyncDefinition,
+           spec: dict[str, Any], what: str) -> None:
+    """A run's logs into Dagster's, a notice when it did not complete, and a Failure (with
+    the result as metadata) when it failed. `what` names the run in messages."""
+    for line in spec.get("logs", []):
+        context.log.debug(line)
+    if spec["status"] in ("failed", "partial"):
+        _notify(context, sync, spec)
+    if spec["status"] == "failed":
+        context.log.error(f"{what} failed: " + json.dumps(spec))
+        first = (spec.get("errors") or [{"message": "the sync failed"}])[0]["message"]
+        raise dg.Failure(description=f"{what} failed: {first}",
+                         metadata=result_metadata(spec, None, None))
+
+
+def row_count(context: dg.OpExecutionContext | dg.AssetExecutionContext, project: Project,
+              sync: SyncDefinition) -> int | None:
+    """Rows in the destination, for metadata: a count that fails must not fail the run."""
+    try:
+        return destination_row_count(project, sync.name)
+    except Exception as exc:
+        context.log.warning(f"could not count destination rows: {exc}")
+        return None
+
+
 def build_sync_asset(
     project: Project, sync: SyncDefinition, translator: SyncTranslator
 ) -> dg.AssetsDefinition:
@@ -87,12 +147,7 @@ def build_sync_asset(
     its own."""
     specs = translator.get_asset_specs(sync)
     spec = specs[0]
-    checks = [dg.AssetCheckSpec(
-        CHECK_NAME,
-        asset=spec.key,
-        description="Every record the last run considered was written or skipped: no record "
-        "errored (a partial run fails this check with its error table).",
-    )]
+    checks = [completed_check(spec.key)]
     if sync.config.direction == "bidirectional":
         checks.append(dg.AssetCheckSpec(
             CONFLICTS_CHECK_NAME,
@@ -115,42 +170,21 @@ def build_sync_asset(
     def _sync_asset(
         context: dg.AssetExecutionContext, config: SyncRunConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        tags = context.run.tags
-        full_refresh = config.full_refresh or tags.get(FULL_REFRESH_TAG, "").lower() in _TRUE
-        allow = config.allow_mass_delete or tags.get(ALLOW_MASS_DELETE_TAG, "").lower() in _TRUE
+        options = run_options(context, full_refresh=config.full_refresh,
+                              allow_mass_delete=config.allow_mass_delete)
         context.log.info(
-            f"running sync {sync.name}" + (" (full refresh)" if full_refresh else "")
+            f"running sync {sync.name}" + (" (full refresh)" if options.full_refresh else "")
         )
-        sync_run = make_run(project, sync.name, RunOptions(
-            full_refresh=full_refresh, allow_mass_delete=allow, run_id=context.run.run_id,
-        ))
+        sync_run = make_run(project, sync.name, options)
         spec_dict = sync_run.execute().to_spec()
-        for line in spec_dict.get("logs", []):
-            context.log.debug(line)
-        if spec_dict["status"] in ("failed", "partial"):
-            _notify(context, sync, spec_dict)
-        if spec_dict["status"] == "failed":
-            context.log.error("sync failed: " + json.dumps(spec_dict))
-            first = (spec_dict.get("errors") or [{"message": "the sync failed"}])[0]["message"]
-            raise dg.Failure(
-                description=f"sync {sync.name} failed: {first}",
-                metadata=result_metadata(spec_dict, None, None),
-            )
-        try:
-            rows = destination_row_count(project, sync.name)
-        except Exception as exc:  # metadata only: a count that fails must not fail the run
-            context.log.warning(f"could not count destination rows: {exc}")
-            rows = None
+        report(context, sync, spec_dict, f"sync {sync.name}")
         cursor = sync_run.result.cursor
-        meta = result_metadata(spec_dict, rows, None if cursor is None else plain(cursor))
+        meta = result_metadata(spec_dict, row_count(context, project, sync),
+                               None if cursor is None else plain(cursor))
         yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
         for other in specs[1:]:  # a two-way sync wrote both sides in this run
             yield dg.MaterializeResult(asset_key=other.key, metadata=result_metadata(
                 spec_dict, None, None))
-        errored = spec_dict.get("stats", {}).get("recordsErrored", 0)
-        check_meta: dict[str, Any] = {"recordsErrored": dg.MetadataValue.int(errored)}
-        if spec_dict.get("errors"):
-            check_meta["errors"] = errors_table(spec_dict["errors"])
         if sync.config.direction == "bidirectional":
             conflicts = [e for e in spec_dict.get("errors", []) if e.get("code") == "CONFLICT"]
             yield dg.AssetCheckResult(
@@ -161,18 +195,13 @@ def build_sync_asset(
                 metadata={"open_conflicts": dg.MetadataValue.int(len(conflicts)),
                           **({"conflicts": errors_table(conflicts)} if conflicts else {})},
             )
-        yield dg.AssetCheckResult(
-            asset_key=spec.key,
-            check_name=CHECK_NAME,
-            passed=spec_dict["status"] == "completed",
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=check_meta,
-        )
+        yield completed_result(spec.key, spec_dict)
 
     return _sync_asset
 
 
-def _notify(context: dg.AssetExecutionContext, sync: SyncDefinition, spec: dict[str, Any]) -> None:
+def _notify(context: dg.OpExecutionContext | dg.AssetExecutionContext, sync: SyncDefinition,
+            spec: dict[str, Any]) -> None:
     handling = sync.config.errorHandling
     recipients = list(handling.notifyOnError or []) if handling else []
     if not recipients:

@@ -18,22 +18,20 @@ from typing import Any
 
 import dagster as dg
 
-from ..engine import RunOptions, make_run
-from ..engine.observe import destination_row_count
+from ..engine import make_run
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
 from .assets import (
-    _TRUE,
-    ALLOW_MASS_DELETE_TAG,
-    CHECK_NAME,
-    FULL_REFRESH_TAG,
     NOTIFIER_KEY,
     SYNC_TAG,
-    _notify,
-    errors_table,
+    completed_check,
+    completed_result,
     op_name,
+    report,
     result_metadata,
     retry_policy,
+    row_count,
+    run_options,
 )
 from .translator import SyncTranslator
 
@@ -54,11 +52,7 @@ def build_sharded_sync_asset(
     if shards < 2:
         raise ValueError(f"sync '{sync.name}': shards must be at least 2, got {shards}")
     spec = translator.get_asset_specs(sync)[0]
-    check = dg.AssetCheckSpec(
-        CHECK_NAME, asset=spec.key,
-        description="Every record the last run considered was written or skipped: no record "
-        "errored (a partial run fails this check with its error table).",
-    )
+    check = completed_check(spec.key)
     # The source asset(s) come in as Nothing inputs of every shard: shards start after
     # their upstream materialized, and no value is loaded.
     upstream = {f"upstream_{i}": dg.AssetIn(key=dep.asset_key, dagster_type=dg.Nothing)
@@ -96,23 +90,9 @@ def _shard_op(project: Project, sync: SyncDefinition, index: int, count: int,
         required_resource_keys={NOTIFIER_KEY},
     )
     def _shard(context: dg.OpExecutionContext) -> dict[str, Any]:
-        tags = context.run.tags
-        sync_run = make_run(project, sync.name, RunOptions(
-            full_refresh=tags.get(FULL_REFRESH_TAG, "").lower() in _TRUE,
-            allow_mass_delete=tags.get(ALLOW_MASS_DELETE_TAG, "").lower() in _TRUE,
-            run_id=context.run.run_id,
-            shard=(index, count),
-        ))
+        sync_run = make_run(project, sync.name, run_options(context, shard=(index, count)))
         spec = sync_run.execute().to_spec()
-        for line in spec.get("logs", []):
-            context.log.debug(line)
-        if spec["status"] in ("failed", "partial"):
-            _notify(context, sync, spec)  # type: ignore[arg-type]
-        if spec["status"] == "failed":
-            first = (spec.get("errors") or [{"message": "the sync failed"}])[0]["message"]
-            raise dg.Failure(description=f"sync {sync.name}, shard {index} of {count} "
-                                         f"failed: {first}",
-                             metadata=result_metadata(spec, None, None))
+        report(context, sync, spec, f"sync {sync.name}, shard {index} of {count}")
         cursor = sync_run.result.cursor
         return {"result": spec, "cursor": None if cursor is None else plain(cursor)}
 
@@ -149,24 +129,12 @@ def _combine_op(project: Project, sync: SyncDefinition, key: dg.AssetKey,
                  **shards: dict[str, Any]) -> Iterator[Any]:
         ordered = [shards[f"shard_{i}"] for i in range(count)]
         spec = merge_results(ordered)
-        try:
-            rows = destination_row_count(project, sync.name)
-        except Exception as exc:  # metadata only: a count that fails must not fail the run
-            context.log.warning(f"could not count destination rows: {exc}")
-            rows = None
-        meta = result_metadata(spec, rows, None)
+        meta = result_metadata(spec, row_count(context, project, sync), None)
         meta["shards"] = dg.MetadataValue.int(count)
         cursors = [r["cursor"] for r in ordered]
         if any(c is not None for c in cursors):
             meta["cursor"] = "; ".join(f"shard {i}: {c}" for i, c in enumerate(cursors))
         yield dg.Output(None, "synced", metadata=meta)
-        errored = spec["stats"].get("recordsErrored", 0)
-        check_meta: dict[str, Any] = {"recordsErrored": dg.MetadataValue.int(errored)}
-        if spec.get("errors"):
-            check_meta["errors"] = errors_table(spec["errors"])
-        yield dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_NAME, passed=spec["status"] == "completed",
-            severity=dg.AssetCheckSeverity.ERROR, metadata=check_meta,
-        )
+        yield completed_result(key, spec)
 
     return _combine
