@@ -43,7 +43,7 @@ def pg_bin(name: str) -> str:
 def postgres_cluster(
     settings: Mapping[str, str] | None = None,
     database: str | None = "sync_test",
-    scheme: str = "postgresql+psycopg2",
+    scheme: str = "postgresql",
 ) -> Iterator[str]:
     """Start a cluster, yield a URL of `database` (created empty; None: the `postgres`
     database), stop and remove the cluster, whatever happened."""

@@ -220,3 +220,25 @@ def test_run_shows_a_progress_line_on_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 1  # the seeded data has one bad record: partial
     assert b"\r  contacts: 3 read, 2 inserted, 0 updated, 0 skipped, 1 errored" in shown
     assert "\r" not in done.stdout  # the summary itself stays clean
+
+
+def test_plan_and_run_take_a_plain_postgresql_url_as_users_copy_it(
+        tmp_path: Path, pg_url: str) -> None:
+    assert pg_url.startswith("postgresql://")  # no driver named: what users copy
+    project = seeded_project(tmp_path, pg_url)
+    plan = run_cli("plan", str(project), "--sync", "contacts")
+    assert "Traceback" not in plan.stdout + plan.stderr
+    assert plan.stdout.splitlines()[1] == (
+        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
+    result = run_cli("run", str(project))
+    assert result.returncode == 1, result.stdout + result.stderr  # partial: one bad score
+    assert result.stdout.split("s, ", 1)[1].startswith(
+        "3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored\n")
+
+
+def test_a_missing_database_driver_names_the_package_to_install(tmp_path: Path) -> None:
+    result = run_cli("run", str(seeded_project(tmp_path, "mysql+mysqldb://u@127.0.0.1/wh")))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert ("the database driver 'MySQLdb' is not installed: pip install 'mysqlclient'"
+            in result.stdout)

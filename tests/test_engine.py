@@ -1323,3 +1323,29 @@ def test_a_key_the_source_may_repeat_is_looked_up_on_a_first_run(
     assert not any(FIRST_LOAD in line for line in spec(result)["logs"])
     assert count_rows(wh_url, "people") == 1  # one email, written once
     assert counts(result)["processed"] == 3
+
+
+# -- database URLs as users write them ------------------------------------------------------
+
+
+def test_a_plain_postgresql_url_gets_the_copy_fast_path(pg_url: str) -> None:
+    from sync_assets.connectors import arrow
+    from sync_assets.connectors.sql import SqlTable
+
+    create_table(pg_url, "person", person_columns())
+    assert pg_url.startswith("postgresql://")
+    table = SqlTable(pg_url, "person")
+    assert table.engine.dialect.driver == "psycopg2"
+    assert arrow.lane_available(table)
+
+
+def test_an_explicit_psycopg3_url_syncs_the_same_rows(
+        tmp_path: Path, pg_url: str, pg_url_2: str) -> None:
+    psycopg3 = pg_url_2.replace("postgresql://", "postgresql+psycopg://", 1)
+    seed_people(pg_url, 3)
+    proj = project(tmp_path, (pg_url, psycopg3),
+                   to_warehouse("people", "person", "people", **id_name()))
+    assert counts(sync(proj, "people")) == {"processed": 3, "inserted": 3}
+    assert rows(pg_url_2, "people", "id") == [(i, f"name {i}") for i in range(1, 4)]
+    update(pg_url, "person", {"id": 2}, {"name": "two"})
+    assert counts(sync(proj, "people")) == {"processed": 3, "updated": 1, "skipped": 2}

@@ -56,6 +56,23 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
+                    "pymysql": "PyMySQL", "mysqldb": "mysqlclient", "duckdb": "duckdb-engine"}
+
+
+def engine_url(url: str) -> sa.URL | str:
+    """The URL SQLAlchemy is given. A PostgreSQL URL that names no driver (`postgresql://`,
+    as users copy it, or Heroku's `postgres://`) uses psycopg2, the driver with the COPY fast
+    path; SQLAlchemy 2.1 alone would pick psycopg 3. An explicit `+driver` is kept."""
+    try:
+        parsed = sa.make_url(url)
+    except Exception:  # create_engine reports an unparsable URL
+        return url
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
 def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
     """One pooled engine per URL and options in this process."""
     key = (url, repr(sorted((options or {}).items())))
@@ -63,11 +80,16 @@ def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
         engine = _ENGINES.get(key)
         if engine is None:
             try:
-                engine = sa.create_engine(url, **(options or {}))
+                engine = sa.create_engine(engine_url(url), **(options or {}))
             except (SQLAlchemyError, ImportError, ValueError) as exc:
+                hint = ""
+                if isinstance(exc, ModuleNotFoundError) and exc.name:
+                    package = _DRIVER_PACKAGES.get(exc.name.split(".")[0].lower(), exc.name)
+                    hint = (f" (the database driver '{exc.name}' is not installed: "
+                            f"pip install '{package}', or name another driver in the URL)")
                 raise ConnectorError(
                     f"cannot use database URL {safe_url(url)}: {type(exc).__name__}: "
-                    f"{redact(str(exc), url)}"
+                    f"{redact(str(exc), url)}{hint}"
                 ) from None
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
