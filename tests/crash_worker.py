@@ -24,6 +24,7 @@ import sys
 import sqlalchemy as sa
 
 from sync_assets import load_project
+from sync_assets.connectors.sql import engine_url
 from sync_assets.engine import run
 from sync_assets.engine.run import Progress
 
@@ -36,7 +37,7 @@ def _say(line: str) -> None:
 def kill_between_commits(state_url: str, n: int) -> None:
     """SIGKILL this process when the state database is about to commit the n-th time right
     after a commit on another database (the destination's data)."""
-    url = sa.make_url(state_url)
+    url = sa.make_url(engine_url(state_url))  # as the engine spells it (its driver named)
     data_committed = False
     pairs = 0
 

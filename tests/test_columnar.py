@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sync_assets.connectors.sql.arrow import prefetched as _prefetched
 from sync_assets.engine import columnar
 from sync_assets.engine.records import canonical, fingerprints, payload, record_key
-from sync_assets.engine.run import _prefetched
-from sync_assets.engine.state import StateStore
+from sync_assets.state import StateStore
 
 from engine_helpers import (
     codes,

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sync_assets import load_project
 from sync_assets.connectors.sql import dispose_engines
 from sync_assets.engine import run
-from sync_assets.engine.state import StateStore
+from sync_assets.state import StateStore
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 SYNC = "crash_sync"

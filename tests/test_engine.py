@@ -1246,7 +1246,7 @@ def test_parallel_batches_write_the_same_rows_as_serial_batches(
 def test_compression_stores_the_change_log_compressed(
     tmp_path: Path, backend: tuple[str, str]
 ) -> None:
-    from sync_assets.engine.state import StateStore
+    from sync_assets.state import StateStore
 
     os_url, wh_url = backend
     _people_table(os_url)
@@ -1329,14 +1329,13 @@ def test_a_key_the_source_may_repeat_is_looked_up_on_a_first_run(
 
 
 def test_a_plain_postgresql_url_gets_the_copy_fast_path(pg_url: str) -> None:
-    from sync_assets.connectors import arrow
-    from sync_assets.connectors.sql import SqlTable
+    from sync_assets.connectors.sql import SqlTable, arrow
 
     create_table(pg_url, "person", person_columns())
     assert pg_url.startswith("postgresql://")
     table = SqlTable(pg_url, "person")
     assert table.engine.dialect.driver == "psycopg2"
-    assert arrow.lane_available(table)
+    assert arrow.lane_available(table) and table.capabilities.arrow_writes
 
 
 def test_an_explicit_psycopg3_url_syncs_the_same_rows(

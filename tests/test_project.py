@@ -146,7 +146,8 @@ def test_an_unknown_project_key_is_an_error(tmp_path: Path) -> None:
 def test_an_unknown_connector_type_lists_the_available_ones(tmp_path: Path) -> None:
     text = "connectors:\n  lake: {type: mongo, url: 'mongodb://x'}\n"
     assert problems(tmp_path, ("p.yaml", text)) == (
-        "p.yaml:2: connectors.lake.type: unknown connector type 'mongo'; available: sql"
+        "p.yaml:2: connectors.lake.type: unknown connector type 'mongo'; "
+        "available: memory, objectstack, sql"
     )
 
 

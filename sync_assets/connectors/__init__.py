@@ -1,17 +1,44 @@
-"""Connectors: the systems a sync reads from and writes to, behind one small interface."""
+"""Connectors: the systems a sync reads from and writes to, behind one contract (base.py)."""
 
+from .base import (
+    BatchRefused,
+    Capabilities,
+    ConnectorError,
+    Description,
+    Endpoint,
+    FieldInfo,
+    ReadRequest,
+    Refusal,
+    TransientError,
+    WriteResult,
+)
+from .registry import ConnectorType, connector_type, connector_types, register
 from .settings import (
-    CONNECTOR_TYPES,
     ConnectorSettings,
+    ConnectorSettingsBase,
     ObjectStackSettings,
     SqlConnectorSettings,
     StateSettings,
 )
 
 __all__ = [
-    "CONNECTOR_TYPES",
+    "BatchRefused",
+    "Capabilities",
+    "ConnectorError",
     "ConnectorSettings",
+    "ConnectorSettingsBase",
+    "ConnectorType",
+    "Description",
+    "Endpoint",
+    "FieldInfo",
     "ObjectStackSettings",
+    "ReadRequest",
+    "Refusal",
     "SqlConnectorSettings",
     "StateSettings",
+    "TransientError",
+    "WriteResult",
+    "connector_type",
+    "connector_types",
+    "register",
 ]

@@ -6,9 +6,15 @@ config), so unknown keys are errors here: they are typos. URLs are secrets: they
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class ConnectorSettingsBase(BaseModel):
+    """Settings of a connector instance: strict (unknown keys are typos), frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class _Settings(BaseModel):
@@ -23,9 +29,41 @@ class ObjectStackSettings(_Settings):
         description="SQLAlchemy URL; a relative SQLite path is relative to the project file",
     )
     db_schema: str | None = Field(default=None, alias="schema")
+    api_key: SecretStr | None = Field(
+        default=None, alias="apiKey",
+        description="with an http(s) url: an API key of the ObjectStack server")
+
+    @property
+    def is_server(self) -> bool:
+        """An http(s) URL names the ObjectStack server (its REST data API); any other URL
+        names the datastore's database, reached directly."""
+        return self.url.get_secret_value().startswith(("http://", "https://"))
+
+    @model_validator(mode="after")
+    def _key_with_server(self) -> ObjectStackSettings:
+        if self.is_server and self.api_key is None:
+            raise ValueError("an http(s) url is the ObjectStack server, which needs `apiKey` "
+                             "(e.g. apiKey: ${OBJECTSTACK_API_KEY})")
+        if not self.is_server and self.api_key is not None:
+            raise ValueError("`apiKey` is for an http(s) url (the ObjectStack server); a "
+                             "database url carries its own credentials")
+        return self
+
+    def as_connector(self) -> BaseModel:
+        """The connector instance these settings describe: the server's REST API, or the
+        datastore's database."""
+        if self.is_server:
+            from .objectstack_rest.settings import ObjectStackRestSettings
+
+            assert self.api_key is not None
+            return ObjectStackRestSettings.model_validate(
+                {"type": "objectstack", "url": self.url.get_secret_value(),
+                 "apiKey": self.api_key})
+        return SqlConnectorSettings.model_validate(
+            {"type": "sql", "url": self.url, "schema": self.db_schema})
 
 
-class SqlConnectorSettings(_Settings):
+class SqlConnectorSettings(ConnectorSettingsBase):
     """Any database SQLAlchemy reaches; `externalResource` is a table, optionally schema.table."""
 
     type: Literal["sql"]
@@ -34,10 +72,8 @@ class SqlConnectorSettings(_Settings):
     engine_options: dict[str, Any] = Field(default_factory=dict, alias="engineOptions")
 
 
-ConnectorSettings = Annotated[SqlConnectorSettings, Field(discriminator="type")]
-
-CONNECTOR_TYPES: dict[str, type[_Settings]] = {"sql": SqlConnectorSettings}
-"""Connector types this engine can run, by the `type` a project gives an instance."""
+#: the settings of any connector instance: each type's own model (see registry.py)
+ConnectorSettings = BaseModel
 
 
 class StateSettings(_Settings):

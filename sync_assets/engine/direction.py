@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
 from ..spec import DataSyncConfig, FieldMapping
 from ..spec.mapping import CastTransform, MapTransform
 from .records import plain
@@ -82,24 +80,17 @@ def one_way_notices(config: DataSyncConfig) -> list[str]:
     return out
 
 
-def _cast_kind(type_: Any) -> str | None:
-    try:
-        generic = type_.as_generic()
-    except (NotImplementedError, AttributeError):
-        return None
-    if isinstance(generic, sa.Boolean):
-        return "boolean"
-    if isinstance(generic, sa.Integer | sa.Numeric | sa.Float):
-        return "number"
-    if isinstance(generic, sa.Date) and not isinstance(generic, sa.DateTime):
-        return "date"
-    if isinstance(generic, sa.String):
-        return "string"
-    return None
+_CAST_OF_KIND = {"boolean": "boolean", "integer": "number", "decimal": "number",
+                 "float": "number", "date": "date", "text": "string"}
+
+
+def _cast_kind(kind: str | None) -> str | None:
+    """The cast back to a source field of this portable kind, if one exists."""
+    return _CAST_OF_KIND.get(kind or "")
 
 
 def reverse_entries(
-    config: DataSyncConfig, source_types: dict[str, Any] | None = None
+    config: DataSyncConfig, source_kinds: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """The mapping read destination -> source, as list-form entries (one-way ones left out).
 
@@ -112,7 +103,7 @@ def reverse_entries(
         entry: dict[str, Any] = {"source": m.target, "target": m.source}
         t = m.transform
         if isinstance(t, CastTransform):
-            kind = _cast_kind((source_types or {}).get(m.source))
+            kind = _cast_kind((source_kinds or {}).get(m.source))
             if kind is not None:
                 entry["transform"] = {"type": "cast", "targetType": kind}
         elif isinstance(t, MapTransform):
@@ -121,10 +112,10 @@ def reverse_entries(
     return out
 
 
-def reversed_config(config: DataSyncConfig, source_types: dict[str, Any] | None = None
+def reversed_config(config: DataSyncConfig, source_kinds: dict[str, Any] | None = None
                     ) -> DataSyncConfig:
     """The config of the destination -> source flow, as a push of its own."""
-    entries = reverse_entries(config, source_types)
+    entries = reverse_entries(config, source_kinds)
     back = {e["source"]: e["target"] for e in entries}
     data = config.to_spec()
     src, dst = config.source, config.destination

@@ -15,9 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import sqlalchemy as sa
-
-from ..connectors.base import Description, Record
+from ..connectors.base import Description, FieldInfo, Record
 from ..spec import DataSyncConfig, FieldMapping
 from ..spec.mapping import (
     CastTransform,
@@ -101,8 +99,9 @@ def cast_value(value: Any, target: str) -> Any:
     raise FieldError("CAST_ERROR", f"cannot cast {shown[:80]} to {target}")
 
 
-CAST_TYPES: dict[str, Any] = {
-    "string": sa.Text(), "number": sa.Float(), "boolean": sa.Boolean(), "date": sa.Date(),
+#: the portable kind a cast's values have
+CAST_KINDS: dict[str, str] = {
+    "string": "text", "number": "float", "boolean": "boolean", "date": "date",
 }
 
 
@@ -112,14 +111,14 @@ def _map_key(value: Any) -> str:
     return json.dumps(plain(value))
 
 
-def _type_of_constant(value: Any) -> Any:
+def _kind_of_constant(value: Any) -> str:
     if isinstance(value, bool):
-        return sa.Boolean()
+        return "boolean"
     if isinstance(value, int):
-        return sa.BigInteger()
+        return "integer"
     if isinstance(value, float):
-        return sa.Float()
-    return sa.Text()
+        return "float"
+    return "text"
 
 
 class RecordMapper:
@@ -184,25 +183,25 @@ class RecordMapper:
         if self._programs:
             self.source_fields = list(dict.fromkeys([*self.source_fields, *available]))
 
-    # -- types of the destination columns, for creating a missing table ----------------
-    def target_types(self) -> list[tuple[str, Any]]:
-        from ..connectors.sql import generic_type
-
-        out: list[tuple[str, Any]] = []
+    # -- the destination's fields, for creating a missing record set ------------------
+    def target_types(self) -> list[FieldInfo]:
+        """Each target field with the source field's own type where the value passes
+        unchanged (a rename, or a map over text), else the portable kind of its values."""
+        out: list[FieldInfo] = []
         for m in self.entries:
             t = m.transform
+            src = self.source.fields.get(m.source)
             if isinstance(t, CastTransform):
-                type_ = CAST_TYPES[t.targetType]
+                info = FieldInfo(m.target, kind=CAST_KINDS[t.targetType])
             elif isinstance(t, ConstantTransform):
-                type_ = _type_of_constant(t.value)
-            elif isinstance(t, JavascriptTransform | LookupTransform | MapTransform):
-                src = self.source.fields.get(m.source)
-                type_ = (generic_type(src.type) if isinstance(t, MapTransform) and src
-                         and isinstance(generic_type(src.type), sa.String) else sa.Text())
+                info = FieldInfo(m.target, kind=_kind_of_constant(t.value))
+            elif isinstance(t, MapTransform) and src is not None and src.kind == "text":
+                info = FieldInfo(m.target, src.type, kind="text")
+            elif t is not None or src is None:
+                info = FieldInfo(m.target, kind="text")
             else:
-                src = self.source.fields.get(m.source)
-                type_ = generic_type(src.type) if src else sa.Text()
-            out.append((m.target, type_))
+                info = FieldInfo(m.target, src.type, kind=src.kind)
+            out.append(info)
         return out
 
     # -- mapping ---------------------------------------------------------------------------

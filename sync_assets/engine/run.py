@@ -18,25 +18,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from queue import Empty, Full, Queue
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    StatementError,
-)
 
 from .. import filters as objectql
-from ..connectors import arrow
-from ..connectors.base import ConnectorError, ReadRequest, Record
-from ..connectors.sql import CURSOR_COLUMN, SqlTable, describe_db_error, get_engine
+from ..connectors.base import (
+    CURSOR_COLUMN,
+    BatchRefused,
+    ConnectorError,
+    Endpoint,
+    ReadRequest,
+    Record,
+    Refusal,
+    TransientError,
+    shard_of,
+)
 from ..project import Project
 from ..spec import DataSyncConfig, SyncExecutionResult
+from ..state import StateStore, project_state_host
 from . import columnar
 from .cel import ExpressionError
 from .direction import flows, is_reversed, reversed_config
@@ -44,7 +44,6 @@ from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprints, plain, record_key, same_values
 from .result import ResultBuilder
-from .state import StateStore
 from .validation import RecordValidator
 
 MAPPING_CODES = {"CAST_ERROR", "EXPRESSION_ERROR"}
@@ -110,14 +109,32 @@ class _Outcome:
     samples: list[tuple[str, Record]] = field(default_factory=list)
 
 
-def _transient(exc: BaseException, dialect: str) -> bool:
-    """Worth retrying whatever onSyncError says: a lost connection, a busy database."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if dialect == "sqlite":  # sqlite3 raises OperationalError for "no such table" too
-        text = str(getattr(exc, "orig", exc)).lower()
-        return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
-    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
+def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False
+               ) -> tuple[StateStore, Any, bool]:
+    """(store, host, apart). State beside the data where the destination can host it and
+    the project names no `state.url`; otherwise in the project's state database, written
+    around the destination's acknowledgements (intent before the write, the rest after)."""
+    settings = project.state
+    dest_host = dest.state_host() if dest.capabilities.hosts_state else None
+    if settings.url is None and dest_host is not None:
+        return StateStore(name, dest_host.schema, compress=compress), dest_host, False
+    host = project_state_host(project.root,
+                              settings.url.get_secret_value() if settings.url else None,
+                              settings.db_schema)
+    return (StateStore(name, host.schema, compress=compress), host,
+            not host.same_database(dest_host))
+
+
+def read_all(endpoint: Endpoint, columns: list[str], filter: Any,
+             order_by: list[str]) -> Iterator[Record]:
+    """Every record (within a filter), in pages, the filter applied here where the system
+    cannot: for two-way syncs, which compare both sides whole."""
+    request = ReadRequest(columns=columns, order_by=order_by, batch_size=5000, filter=filter)
+    local = filter is not None and not endpoint.capabilities.filter_pushdown
+    for page in endpoint.read_batches(request):
+        for row in page:
+            if not local or objectql.evaluate_filter(filter, row):
+                yield row
 
 
 class RunBase:
@@ -165,14 +182,14 @@ class SyncRun(RunBase):
         if is_reversed(flows(cfg)[0]):
             # destination -> source: the same machinery, on the mapping read backwards
             side_a = open_endpoint(self.project, cfg.source).describe()
-            types = {n: f.type for n, f in side_a.fields.items()} if side_a.exists else None
-            self.config = cfg = reversed_config(cfg, types)
+            kinds = {n: f.kind for n, f in side_a.fields.items()} if side_a.exists else None
+            self.config = cfg = reversed_config(cfg, kinds)
             self.state_name = f"{cfg.name}__reverse"
             self.result.log("info", "flowing destination -> source (direction "
                                     f"{self.definition.config.direction})")
         self.source = open_endpoint(self.project, cfg.source)
         self.dest = open_endpoint(self.project, cfg.destination)
-        sdesc = self.source.describe()
+        sdesc = self.source_desc = self.source.describe()
         if not sdesc.exists:
             raise ConnectorError(f"source table {self.source.display} does not exist")
         try:
@@ -203,7 +220,7 @@ class SyncRun(RunBase):
                 )
         self.shard = self._shard_filter()
         self._open_state()
-        with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+        with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
             cursor = self.state.load_cursor(conn)
             nothing_synced = not self.state.has_records(conn)
@@ -224,13 +241,13 @@ class SyncRun(RunBase):
         self.bulk_written = 0
         self._read_and_write(cursor)
         if self.bulk_written:
-            with self.state_engine.begin() as conn:
+            with self.state_host.transaction() as conn:
                 self.state.analyze(conn)
         if self.op == "sync":
             self._mirror_deletes()
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
             # a dry run must not even create the state tables
-            with self.state_engine.begin() as conn:
+            with self.state_host.transaction() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
 
     def _shard_filter(self) -> tuple[tuple[str, ...], int, int] | None:
@@ -259,12 +276,13 @@ class SyncRun(RunBase):
                                 f"{', '.join(columns)} hash to {index} modulo {count}")
         return tuple(columns), index, count
 
-    def _ensure_state(self, conn: Connection) -> None:
+    def _ensure_state(self, conn: Any) -> None:
         """Create the state tables if missing. Shards may be creating them at this moment:
         each first tries in a transaction of its own, where losing the race only fails that
         transaction, and the check in `conn` then finds the tables there."""
         if self.options.shard and not self.options.dry_run:
-            with contextlib.suppress(DBAPIError), self.state_engine.begin() as own:
+            with contextlib.suppress(BatchRefused, TransientError), \
+                    self.state_host.transaction() as own:
                 self.state.ensure(own)
         self.state.ensure(conn)
 
@@ -274,9 +292,8 @@ class SyncRun(RunBase):
         try:
             with self._transaction() as conn:
                 self._ensure_table(conn)
-        except DBAPIError:
-            assert isinstance(self.dest, SqlTable)
-            if self.dest.reflect(refresh=True) is None:
+        except (BatchRefused, TransientError):
+            if not self.dest.describe(refresh=True).exists:
                 raise
         self.dest_exists = True
 
@@ -285,25 +302,21 @@ class SyncRun(RunBase):
         return self.config.effective_optimization.compressionEnabled
 
     def _open_state(self) -> None:
-        """State beside the data (default), or in the project's `state.url` database."""
-        settings = self.project.state
-        if settings.url is None:
-            self.state = StateStore(self.state_name, self.dest.schema, compress=self._compress)
-            self.state_engine = self.dest.engine
-            self.state_apart = False
-            return
-        if self.append:
+        self.state, self.state_host, self.state_apart = open_state(
+            self.project, self.dest, self.state_name, compress=self._compress)
+        if self.append and self.state_apart and not self.dest.capabilities.idempotent_inserts:
+            raise RunFailed(
+                f"insert without matchKey appends, which {self.dest.display} cannot make "
+                "exactly-once: give a matchKey", code="CONFIG")
+        if self.append and self.state_apart:
             raise RunFailed(
                 "insert without matchKey appends, which is exactly-once only when the state "
                 "commits with the data: remove `state.url` from the project or give a matchKey",
                 code="CONFIG",
             )
-        self.state = StateStore(self.state_name, settings.db_schema, compress=self._compress)
-        self.state_engine = get_engine(settings.url.get_secret_value())
-        self.state_apart = self.state_engine.url != self.dest.engine.url
 
     @contextmanager
-    def _batch_transaction(self) -> Iterator[tuple[Connection, Connection]]:
+    def _batch_transaction(self) -> Iterator[tuple[Any, Any]]:
         """(data connection, state connection). With state apart, the data commits first:
         a crash between the two makes the next run re-check the batch against the
         destination, which finds it written and records it without writing again."""
@@ -311,7 +324,7 @@ class SyncRun(RunBase):
             with self._transaction() as conn:
                 yield conn, conn
             return
-        with _Tx(self.state_engine, rollback=self.options.dry_run) as sconn, \
+        with self.state_host.transaction(rollback=self.options.dry_run) as sconn, \
                 self._transaction() as conn:
             yield conn, sconn
 
@@ -324,7 +337,7 @@ class SyncRun(RunBase):
         renamed = self.mapper.plain_sources
         if not all(k in renamed for k in self.key):
             return False
-        if not self.source.is_unique([renamed[k] for k in self.key]):
+        if not self.source_desc.is_unique([renamed[k] for k in self.key]):
             return False
         return not self.dest_exists or self.dest.is_empty()
 
@@ -404,7 +417,7 @@ class SyncRun(RunBase):
             request = ReadRequest(**{**request.__dict__, "order_by": self.source_id})
         read = self._read_pass(request)
         if self.cursor_at_end is not None:
-            with self.state_engine.begin() as sconn:
+            with self.state_host.transaction() as sconn:
                 self.state.save_cursor(sconn, self.cursor_at_end)
             self._advanced(self.cursor_at_end)
             self.cursor_at_end = None
@@ -425,13 +438,15 @@ class SyncRun(RunBase):
         takes concurrent writers (not SQLite: one writer at a time)."""
         if not self.config.effective_optimization.parallelBatches or self.options.dry_run:
             return 0
-        if self.dest.dialect == "sqlite":
+        writers = self.dest.capabilities.concurrent_writers
+        if writers <= 1:
             if not getattr(self, "_told_serial", False):
                 self._told_serial = True
-                self.result.log("info", "parallelBatches: SQLite takes one writer at a time; "
-                                        "batches are written one after another")
+                self.result.log("info", f"parallelBatches: {self.dest.display} takes one "
+                                        "writer at a time; batches are written one after "
+                                        "another")
             return 0
-        return 3
+        return writers
 
     def _read_pass(self, request: ReadRequest, offset: int = 0) -> int:
         workers = self._parallel_workers()
@@ -497,27 +512,36 @@ class SyncRun(RunBase):
         self._write_with_policy(items, last_cursor)
 
     # -- the Arrow lane -------------------------------------------------------------------
-    def _lane_types(self, request: ReadRequest, keys_only: bool) -> dict[str, Any] | None:
-        """Arrow types for reading this request in the fast lane, or None for the ordinary
-        reader: the lane serves plain renames without validation rules (the values go
-        through unchanged, so Arrow's typed values are all the engine needs), and reads of
-        source keys alone."""
-        if self.options.dry_run or not arrow.lane_available(self.source):
-            return None
-        if not keys_only and (self.mapper.renames is None or not self.validator.empty):
-            return None
-        assert isinstance(self.source, SqlTable)
-        return arrow.schema_for(self.source, request.columns, request.cursor_field)
-
     def _pages(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any]:
-        types = self._lane_types(request, keys_only)
-        if types is None:
-            return self.source.read_batches(request)
-        assert isinstance(self.source, SqlTable)
-        pages = arrow.read_batches(self.source, request, types)
-        # Reading ahead pays where the reader mostly waits on a server (PostgreSQL's COPY);
-        # SQLite reads in this process and would only contend for the interpreter.
-        return pages if self.source.dialect == "sqlite" else _prefetched(pages)
+        """The source's pages: Arrow tables from its fast lane where the mapping only
+        renames and no validation rule needs the records (or only keys are read), else
+        records, with the filter and shard applied here where the source cannot."""
+        lane = not self.options.dry_run and (
+            keys_only or (self.mapper.renames is not None and self.validator.empty))
+        pages = self.source.read_arrow(request, keys_only) if lane else None
+        if pages is not None:
+            return pages
+        return self._fallbacks(request, self.source.read_batches(request))
+
+    def _fallbacks(self, request: ReadRequest, pages: Iterator[list[Record]]
+                   ) -> Iterator[list[Record]]:
+        caps = self.source.capabilities
+        need_filter = request.filter is not None and not caps.filter_pushdown
+        need_shard = request.shard is not None and not caps.shards
+        if not (need_filter or need_shard):
+            return pages
+
+        def kept(page: list[Record]) -> list[Record]:
+            out = page
+            if need_filter:
+                out = [r for r in out if objectql.evaluate_filter(request.filter, r)]
+            if need_shard and request.shard is not None:
+                columns, index, count = request.shard
+                out = [r for r in out if shard_of(count, *(r.get(c) for c in columns)) == index]
+            return out
+
+        # A page filtered down to nothing still tells the reader to go on: keep the pages.
+        return (kept(page) for page in pages)
 
     def _bulk_writers(self) -> int:
         """Concurrent writers for first-load pages written straight from Arrow (0: none).
@@ -526,9 +550,9 @@ class SyncRun(RunBase):
         if not (self.bulk_load and self.mapper.renames is not None
                 and not self.state_apart and not self.append
                 and not self.config.effective_audit.trackChanges
-                and arrow.lane_available(self.dest)):
+                and self.dest.capabilities.arrow_writes):
             return 0
-        return 1 if self.dest.dialect == "sqlite" else 2
+        return 1 if self.dest.capabilities.concurrent_writers <= 1 else 2
 
     def _bulk_prepare(self, page: pa.Table) -> _Bulk | None:
         """A first-load page renamed, keyed and fingerprinted by column; None when a key is
@@ -550,13 +574,13 @@ class SyncRun(RunBase):
         try:
             with self._transaction() as conn:
                 self._ensure_table(conn)
-                arrow.insert(conn, self.dest.table(), bulk.data)
+                if not self.dest.write_arrow(conn, bulk.data):
+                    raise BatchRefused(f"{self.dest.display} takes no Arrow writes")
                 self.state.save_new_records(conn, bulk.keys, bulk.fingerprints)
                 if cursor is not None:
                     self.state.save_cursor(conn, cursor)
-        except StatementError as exc:
-            self.result.log("debug", "bulk write refused ("
-                            f"{describe_db_error(exc, self.dest.url)}); record by record")
+        except (BatchRefused, TransientError) as exc:
+            self.result.log("debug", f"bulk write refused ({exc}); record by record")
             return False
         self.dest_exists = True
         return True
@@ -565,7 +589,7 @@ class SyncRun(RunBase):
         """A written page, in page order: the cursor moves past it only now, when it and
         every page before it have committed."""
         if cursor is not None and not cursor_saved:
-            with self.state_engine.begin() as sconn:
+            with self.state_host.transaction() as sconn:
                 self.state.save_cursor(sconn, cursor)
         self._advanced(cursor)
         self.result.inserted += bulk.data.num_rows
@@ -595,13 +619,13 @@ class SyncRun(RunBase):
                 future, cursor = pending.popleft()
                 future.result()  # re-raises a failed batch: the cursor stays before it
                 if cursor is not None:
-                    with self.state_engine.begin() as sconn:
+                    with self.state_host.transaction() as sconn:
                         self.state.save_cursor(sconn, cursor)
                     self.result.cursor = cursor
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync-batch") as pool:
             try:
-                for rows in self.source.read_batches(request):
+                for rows in self._fallbacks(request, self.source.read_batches(request)):
                     read += len(rows)
                     items = self._prepare(rows, request)
                     cursor = (rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request)
@@ -686,17 +710,18 @@ class SyncRun(RunBase):
             try:
                 outcome = self._write(items, cursor)
                 break
-            except (ConnectorError, RunFailed):
-                raise
-            except StatementError as exc:  # a database error, or a value a column refuses
-                message = describe_db_error(exc, self.dest.url)
-                transient = _transient(exc, self.dest.dialect)
+            except (BatchRefused, TransientError) as exc:  # refused, or a passing fault
+                message = str(exc)
+                transient = isinstance(exc, TransientError)
                 retryable = handling.onSyncError == "retry" or transient
                 if retryable and attempt < retry.maxAttempts:
                     attempt += 1
+                    wait_ms = retry.backoffMs
+                    if isinstance(exc, TransientError) and exc.retry_after is not None:
+                        wait_ms = max(wait_ms, round(exc.retry_after * 1000))  # as asked
                     self.result.log("warn", f"batch failed ({message}); retry {attempt} of "
-                                            f"{retry.maxAttempts} in {retry.backoffMs} ms")
-                    self.options.sleep(retry.backoffMs / 1000)
+                                            f"{retry.maxAttempts} in {wait_ms} ms")
+                    self.options.sleep(wait_ms / 1000)
                     continue
                 if handling.onSyncError == "skip" and not transient and len(items) > 1:
                     self.result.log("warn", f"batch failed ({message}); writing its records "
@@ -716,14 +741,14 @@ class SyncRun(RunBase):
             last = cursor if i == len(items) - 1 else None
             try:
                 self._count(self._write([item], last))
-            except StatementError as exc:
-                self._refuse(item, describe_db_error(exc, self.dest.url))
+            except (BatchRefused, TransientError) as exc:
+                self._refuse(item, str(exc))
 
-    def _refuse(self, item: _Item, message: str) -> None:
+    def _refuse(self, item: _Item, message: str, code: str = "WRITE_ERROR") -> None:
         with self._lock:  # batch writers may run in threads (parallelBatches)
             self.result.errored += 1
             self.result.error(f"{self.dest.display} refused the record: {message}",
-                              record_id=item.record_id, code="WRITE_ERROR")
+                              record_id=item.record_id, code=code)
 
     def _count(self, outcome: _Outcome) -> None:
         with self._lock:
@@ -737,7 +762,7 @@ class SyncRun(RunBase):
                 if len(bucket) < self.options.sample_size:
                     bucket.append(record)
 
-    def _save_state(self, sconn: Connection, states: list[tuple[str, str, bool]],
+    def _save_state(self, sconn: Any, states: list[tuple[str, str, bool]],
                     known_keys: set[str], deletes: list[_Item], out: _Outcome,
                     cursor: Any) -> None:
         if deletes:
@@ -749,27 +774,57 @@ class SyncRun(RunBase):
             self.state.save_cursor(sconn, cursor)
             self.result.cursor = cursor
 
-    def _ensure_table(self, conn: Connection) -> None:
+    def _ensure_table(self, conn: Any) -> None:
         if self.dest_exists:
             return
-        assert isinstance(self.dest, SqlTable)
         self.dest.create(conn, self.mapper.target_types(), self.key)
-        self.result.log("info", f"created table {self.dest.display}")
+        self.result.log("info", f"created {self.dest.display}")
 
     def _transaction(self) -> Any:
-        return _Tx(self.dest.engine, rollback=self.options.dry_run)
+        return self.dest.transaction(rollback=self.options.dry_run)
 
     @contextmanager
-    def _state_conn(self, data_conn: Connection) -> Iterator[Connection]:
+    def _state_conn(self, data_conn: Any) -> Iterator[Any]:
         """The state connection for one step: the data's own transaction when state lives
         beside the data; otherwise a short transaction of its own in the state database."""
         if not self.state_apart:
             yield data_conn
             return
-        with _Tx(self.state_engine, rollback=self.options.dry_run) as sconn:
+        with self.state_host.transaction(rollback=self.options.dry_run) as sconn:
             if self.options.dry_run:
                 self.state.ensure(sconn)
             yield sconn
+
+    def _written(self, conn: Any, operation: Any, todo: list[Any], out: _Outcome,
+                 states: list[tuple[str, str, bool]]) -> list[Any]:
+        """Write inserts (items) or updates ((item, current) pairs) in the destination's
+        batch size; what it refuses is errored with its code and forgotten by the state."""
+        items = [t if isinstance(t, _Item) else t[0] for t in todo]
+        size = self.dest.capabilities.max_batch_size or len(items) or 1
+        kept: list[Any] = []
+        for start in range(0, len(items), size):
+            chunk = todo[start : start + size]
+            result = self.dest.write(conn, operation, self.key,
+                                     [i.mapped for i in items[start : start + size]])
+            kept.extend(self._kept(chunk, result.refused, out, states))
+        if operation == "insert":
+            out.inserted += len(kept)
+        else:
+            out.updated += len(kept)
+        return kept
+
+    def _kept(self, todo: list[Any], refused: list[Refusal], out: _Outcome,
+              states: list[tuple[str, str, bool]] | None = None) -> list[Any]:
+        if not refused:
+            return todo
+        gone = {r.index for r in refused}
+        for r in refused:
+            item = todo[r.index] if isinstance(todo[r.index], _Item) else todo[r.index][0]
+            self._refuse(item, f"{r.code}: {r.message}" if r.code else r.message,
+                         code="WRITE_ERROR")
+            if states is not None:
+                states[:] = [s for s in states if s[0] != item.key]
+        return [t for i, t in enumerate(todo) if i not in gone]
 
     def _write(self, items: list[_Item], cursor: Any) -> _Outcome:
         """Write one batch. With state beside the data, rows, fingerprints and cursor commit
@@ -795,7 +850,7 @@ class SyncRun(RunBase):
                 todo.append(it)
             existing: dict[str, Record] = {}
             if todo and not self.append and self.dest_exists and not self.bulk_load:
-                rows = self.dest.fetch(conn, self.key, [i.key_values for i in todo], targets)
+                rows = self.dest.lookup(conn, self.key, [i.key_values for i in todo], targets)
                 existing = {record_key([r[k] for k in self.key]): r for r in rows}
             inserts, updates, deletes, states = [], [], [], []
             for it in todo:
@@ -827,12 +882,13 @@ class SyncRun(RunBase):
                     intent = [(i.key, "", True) for i in inserts]
                     self.state.save_records(sconn, intent, known_keys)
                 known_keys |= {i.key for i in inserts}
-            self.dest.insert(conn, [i.mapped for i in inserts])
-            self.dest.update(conn, self.key, [i.mapped for i, _ in updates])
+            inserts = self._written(conn, "insert", inserts, out, states)
+            updates = self._written(conn, "update", updates, out, states)
             if deletes:
-                out.deleted += self.dest.delete(conn, self.key, [i.key_values for i in deletes])
-            out.inserted += len(inserts)
-            out.updated += len(updates)
+                written = self.dest.write(conn, "delete", self.key, [
+                    dict(zip(self.key, i.key_values, strict=True)) for i in deletes])
+                deletes = self._kept(deletes, written.refused, out)
+                out.deleted += written.written
             out.samples = (
                 [("insert", i.mapped) for i in inserts[: self.options.sample_size]]
                 + [("update", i.mapped) for i, _ in updates[: self.options.sample_size]]
@@ -855,7 +911,7 @@ class SyncRun(RunBase):
         return out
 
     # -- mirror -----------------------------------------------------------------------------
-    def _all_source_keys(self, conn: Connection) -> None:
+    def _all_source_keys(self, conn: Any) -> None:
         """Every source key, now, into the run's table of seen keys: a mirror compares the
         whole source with what it created, whatever the run itself read."""
         request = self._request(None)
@@ -893,7 +949,7 @@ class SyncRun(RunBase):
             return
         self.key_unknown = 0
         # one session, read only: the seen keys live in a temporary table of its own
-        with _Tx(self.state_engine, rollback=True) as conn:
+        with self.state_host.transaction(rollback=True) as conn:
             if self.options.dry_run:
                 self.state.ensure(conn)
             self.state.start_seen(conn)
@@ -922,8 +978,9 @@ class SyncRun(RunBase):
             values = [tuple(json.loads(k)) for k in chunk]
             with self._batch_transaction() as (conn, sconn):
                 before = {record_key([r[k] for k in self.key]): r for r in
-                          self.dest.fetch(conn, self.key, values, self.mapper.targets)}
-                deleted = self.dest.delete(conn, self.key, values)
+                          self.dest.lookup(conn, self.key, values, self.mapper.targets)}
+                deleted = self.dest.write(conn, "delete", self.key, [
+                    dict(zip(self.key, v, strict=True)) for v in values]).written
                 self.state.forget(sconn, chunk)
                 if self.config.effective_audit.trackChanges:
                     self.state.log_changes(sconn, self.result.run_id, [
@@ -935,68 +992,6 @@ class SyncRun(RunBase):
             for row in list(before.values())[: self.options.sample_size - len(bucket)]:
                 bucket.append(row)
         self.result.log("info", f"mirror deleted {deleted_total} records that left the source")
-
-
-def _prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """The pages of an iterator, read up to `depth` ahead in a thread: the next page's
-    COPY and parsing run while this one is written (drivers release the GIL while they wait
-    on the server). The reader stops when the consumer does."""
-    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        queue.put(("page", page), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            queue.put(("error", exc))
-
-    reader = threading.Thread(target=read, name="sync-read", daemon=True)
-    reader.start()
-    try:
-        while True:
-            kind, value = queue.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting to put
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            reader.join(timeout=0.05)
-
-
-class _Tx:
-    """A transaction that commits, or always rolls back for a dry run."""
-
-    def __init__(self, engine: Any, *, rollback: bool) -> None:
-        self.engine = engine
-        self.rollback = rollback
-
-    def __enter__(self) -> Connection:
-        self.conn = self.engine.connect()
-        self.tx = self.conn.begin()
-        return self.conn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None and not self.rollback:
-                self.tx.commit()
-            else:
-                self.tx.rollback()
-        finally:
-            self.conn.close()
 
 
 def make_run(project: Project, sync_name: str, options: RunOptions | None = None) -> Any:

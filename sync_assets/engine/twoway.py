@@ -18,18 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.exc import StatementError
-
 from .. import filters as objectql
-from ..connectors.base import ConnectorError, Description, FieldInfo, Record
-from ..connectors.sql import SqlTable, describe_db_error, get_engine
+from ..connectors.base import (
+    BatchRefused,
+    ConnectorError,
+    Description,
+    Endpoint,
+    Record,
+    TransientError,
+)
+from ..state import PairState
 from .cel import ExpressionError
 from .direction import one_way_reason, reversed_config
 from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprint, plain, record_key
-from .run import RunBase, RunFailed, _Tx
-from .state import PairState, StateStore
+from .run import RunBase, RunFailed, open_state, read_all
 
 
 @dataclass
@@ -85,9 +89,9 @@ class TwoWayRun(RunBase):
     # -- setup -----------------------------------------------------------------------------
     def _execute(self) -> None:
         cfg = self.config
-        self.src: SqlTable = open_endpoint(self.project, cfg.source)
-        self.dst: SqlTable = open_endpoint(self.project, cfg.destination)
-        sdesc = self.src.describe()
+        self.src: Endpoint = open_endpoint(self.project, cfg.source)
+        self.dst: Endpoint = open_endpoint(self.project, cfg.destination)
+        sdesc = self.sdesc = self.src.describe()
         if not sdesc.exists:
             raise ConnectorError(f"source table {self.src.display} does not exist")
         try:
@@ -107,15 +111,16 @@ class TwoWayRun(RunBase):
                             code="CONFIG")
         self.dst_missing = not ddesc.exists
         if self.dst_missing and not self.options.dry_run:
-            with self.dst.engine.begin() as conn:
+            with self.dst.transaction() as conn:
                 self.dst.create(conn, self.forward.target_types(), self.key)
-            ddesc = self.dst.describe()
+            ddesc = self.dst.describe(refresh=True)
             self.dst_missing = False
         elif self.dst_missing:  # a dry run creates nothing: describe the table it would create
-            ddesc = Description(fields={n: FieldInfo(n, t) for n, t in
-                                        self.forward.target_types()}, primary_key=tuple(self.key))
-        types = {n: f.type for n, f in sdesc.fields.items()}
-        self.reverse_config = reversed_config(cfg, types)
+            ddesc = Description(fields={f.name: f for f in self.forward.target_types()},
+                                primary_key=tuple(self.key))
+        self.ddesc = ddesc
+        kinds = {n: f.kind for n, f in sdesc.fields.items()}
+        self.reverse_config = reversed_config(cfg, kinds)
         self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)
         by_target = {m.target: m for m in entries}
         self.source_key = [by_target[k].source for k in self.key]
@@ -130,15 +135,9 @@ class TwoWayRun(RunBase):
         self._sync_all()
 
     def _open_state(self) -> None:
-        settings = self.project.state
-        if settings.url is None:
-            self.state = StateStore(self.config.name, self.dst.schema)
-            self.state_engine = self.dst.engine
-        else:
-            self.state = StateStore(self.config.name, settings.db_schema)
-            self.state_engine = get_engine(settings.url.get_secret_value())
-        self.state_apart = self.state_engine.url != self.dst.engine.url
-        with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+        self.state, self.state_host, self.state_apart = open_state(
+            self.project, self.dst, self.config.name)
+        with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self.state.ensure(conn)
             self.pairs = self.state.load_pairs(conn)
 
@@ -150,7 +149,8 @@ class TwoWayRun(RunBase):
                                       *([self.source_ctf] if self.source_ctf else [])]))
         self._source_columns = columns
         out: dict[str, _Side] = {}
-        for row in self.src.fetch_all(columns, filt, self.source_key):
+        order = list(dict.fromkeys([*self.source_key, *self.sdesc.primary_key]))
+        for row in read_all(self.src, list(dict.fromkeys([*columns, *order])), filt, order):
             self._add_source_row(out, row)
         return out
 
@@ -178,8 +178,8 @@ class TwoWayRun(RunBase):
                 wanted.append(tuple(a_row.get(k) for k in self.source_key))
         if not wanted:
             return
-        with self.src.engine.connect() as conn:
-            rows = self.src.fetch(conn, self.source_key, wanted, self._source_columns)
+        with self.src.transaction(rollback=True) as conn:
+            rows = self.src.lookup(conn, self.source_key, wanted, self._source_columns)
         for row in rows:
             self._add_source_row(out, row)
 
@@ -189,7 +189,8 @@ class TwoWayRun(RunBase):
         out: dict[str, _Side] = {}
         if self.dst_missing:
             return out
-        for row in self.dst.fetch_all(columns, None, self.key):
+        order = list(dict.fromkeys([*self.key, *self.ddesc.primary_key]))
+        for row in read_all(self.dst, list(dict.fromkeys([*columns, *order])), None, order):
             common = {t: row.get(t) for t in self.targets}
             key = record_key([row[k] for k in self.key])
             out[key] = _Side(row, common, fingerprint(common, self.two_way))
@@ -355,7 +356,7 @@ class TwoWayRun(RunBase):
                 from .run import Progress
                 self.options.progress(Progress(self.config.name, i + len(batch), len(keys),
                                                self.result))  # type: ignore[arg-type]
-        with _Tx(self.state_engine, rollback=True) as conn:
+        with self.state_host.transaction(rollback=True) as conn:
             open_conflicts = self.state.open_conflicts(conn) if not self.options.dry_run else 0
         if open_conflicts:
             self.result.log("warn", f"{open_conflicts} conflicts are open: change one side of "
@@ -366,27 +367,27 @@ class TwoWayRun(RunBase):
         new_pairs: dict[str, PairState | None] = {}
         counts: list[tuple[_Decision, str]] = []
         try:
-            with _Tx(self.src.engine, rollback=self.options.dry_run) as sconn:
+            with self.src.transaction(rollback=self.options.dry_run) as sconn:
                 for d in decisions:
                     a, b = source.get(d.key), destination.get(d.key)
                     if d.delete_source and a is not None:
-                        ok = self.src.delete_one(sconn, self.source_key,
-                                                 [a.row[k] for k in self.source_key],
-                                                 self._guard(a, source_fields))
+                        ok = self.src.write_one(sconn, "delete", self.source_key,
+                                                {k: a.row[k] for k in self.source_key},
+                                                self._guard(a, source_fields))
                         if not ok:
                             d.counted = "changed"
                     elif d.to_source is not None:
                         row = self._source_row(d.to_source)
                         if a is None:
-                            ok = self.src.insert_one(sconn, row)
+                            ok = self.src.write_one(sconn, "insert", self.source_key, row)
                         else:
-                            ok = self.src.update_one(sconn, self.source_key, row,
-                                                     self._guard(a, source_fields))
+                            ok = self.src.write_one(sconn, "update", self.source_key, row,
+                                                    self._guard(a, source_fields))
                         if not ok:
                             d.counted = "changed"
                 self._held_source = self._read_back_source(sconn, [
                     d for d in decisions if d.to_source is not None and d.counted != "changed"])
-            with _Tx(self.dst.engine, rollback=self.options.dry_run) as dconn:
+            with self.dst.transaction(rollback=self.options.dry_run) as dconn:
                 if self.options.dry_run:
                     if not self.state_apart:
                         self.state.ensure(dconn)
@@ -397,15 +398,16 @@ class TwoWayRun(RunBase):
                     if d.counted == "changed":
                         continue
                     if d.delete_destination and b is not None:
-                        if not self.dst.delete_one(dconn, self.key, [b.row[k] for k in self.key],
-                                                   self._guard(b, self.two_way)):
+                        if not self.dst.write_one(dconn, "delete", self.key,
+                                                  {k: b.row[k] for k in self.key},
+                                                  self._guard(b, self.two_way)):
                             d.counted = "changed"
                             continue
                     elif d.to_destination is not None:
                         row = dict(d.to_destination)
-                        ok = (self.dst.insert_one(dconn, row) if b is None else
-                              self.dst.update_one(dconn, self.key, row,
-                                                  self._guard(b, self.two_way)))
+                        ok = (self.dst.write_one(dconn, "insert", self.key, row) if b is None
+                              else self.dst.write_one(dconn, "update", self.key, row,
+                                                      self._guard(b, self.two_way)))
                         if not ok:
                             d.counted = "changed"
                             continue
@@ -419,13 +421,12 @@ class TwoWayRun(RunBase):
                 if not self.state_apart:
                     self._save_pairs(dconn, new_pairs)
             if self.state_apart:
-                with _Tx(self.state_engine, rollback=self.options.dry_run) as conn:
+                with self.state_host.transaction(rollback=self.options.dry_run) as conn:
                     if self.options.dry_run:
                         self.state.ensure(conn)
                     self._save_pairs(conn, new_pairs)
-        except StatementError as exc:  # DBAPIError included; also a value a column refuses
-            raise RunFailed(f"writing a two-way batch failed: "
-                            f"{describe_db_error(exc, self.dst.url)}", code="WRITE_ERROR"
+        except (BatchRefused, TransientError) as exc:  # also a value a column refuses
+            raise RunFailed(f"writing a two-way batch failed: {exc}", code="WRITE_ERROR"
                             ) from None
         except FieldError as exc:
             raise RunFailed(f"mapping back to the source failed: {exc}", code=exc.code) from None
@@ -451,7 +452,7 @@ class TwoWayRun(RunBase):
             row = self._source_row(d.to_source or {})
             wanted.append(tuple(row.get(k) for k in self.source_key))
         held: dict[str, Record] = {}
-        for row in self.src.fetch(conn, self.source_key, wanted, self._source_columns):
+        for row in self.src.lookup(conn, self.source_key, wanted, self._source_columns):
             common, problems = self.forward.map(row)
             if not problems:
                 held[record_key([common[k] for k in self.key])] = common
@@ -462,7 +463,7 @@ class TwoWayRun(RunBase):
             return {}
         values = [tuple((d.to_destination or {}).get(k) for k in self.key) for d in decisions]
         return {record_key([r[k] for k in self.key]): {t: r.get(t) for t in self.targets}
-                for r in self.dst.fetch(conn, self.key, values, self.targets)}
+                for r in self.dst.lookup(conn, self.key, values, self.targets)}
 
     def _next_state(self, d: _Decision, a: _Side | None, b: _Side | None,
                     held_a: Record | None = None, held_b: Record | None = None

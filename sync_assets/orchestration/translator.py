@@ -11,19 +11,12 @@ from typing import Any
 
 import dagster as dg
 
-from ..connectors.settings import SqlConnectorSettings
+from ..connectors.registry import connector_type
 from ..engine.direction import flows
 from ..project import Project, SyncDefinition
 from ..spec.config import DataDestinationConfig, DataSourceConfig
 
 _TAG_KEY = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def _dialect_kind(url: str) -> str:
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
-    return {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite",
-            "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql",
-            "oracle": "oracle", "snowflake": "snowflake", "duckdb": "duckdb"}.get(scheme, "sql")
 
 
 class SyncTranslator:
@@ -58,8 +51,8 @@ class SyncTranslator:
                 kinds.add("objectstack")
             else:
                 conn = self.project.connectors.get(endpoint.connectorInstanceId or "")
-                if isinstance(conn, SqlConnectorSettings):
-                    kinds.add(_dialect_kind(conn.url.get_secret_value()))
+                if conn is not None:
+                    kinds |= connector_type(getattr(conn, "type", "")).kinds(conn)
         return kinds
 
     def get_description(self, sync: SyncDefinition) -> str:

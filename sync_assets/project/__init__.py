@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..connectors.registry import connector_types
 from ..connectors.settings import (
-    CONNECTOR_TYPES,
     ConnectorSettings,
     ObjectStackSettings,
     StateSettings,
@@ -70,7 +70,7 @@ class _ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     objectstack: ObjectStackSettings | None = None
-    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     state: StateSettings | None = None
     syncs: list[Any] = Field(default_factory=list)
 
@@ -196,7 +196,10 @@ def load_project(
                 collect.add(shown, lines, ("state",), f"is also set in {state[1]}")
             else:
                 state = (_with_url(pf.state, base), shown)
-        for cid, settings in pf.connectors.items():
+        for cid, raw_settings in pf.connectors.items():
+            settings = _connector_settings(cid, raw_settings, shown, lines, collect)
+            if settings is None:
+                continue
             if cid in connectors:
                 collect.add(
                     shown, lines, ("connectors", cid), f"is also defined in {connectors[cid][1]}"
@@ -257,6 +260,20 @@ def _with_url(settings: Any, base: Path) -> Any:
     return settings.model_copy(update={"url": type(url)(resolved)})
 
 
+def _connector_settings(cid: str, data: dict[str, Any], file: str, lines: Lines,
+                        collect: _Collector) -> Any:
+    """One instance's settings, validated by its connector type's own model."""
+    model = connector_types()[data["type"]].settings
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        collect.broken_connectors.add(cid)
+        for parts, msg in problems_from_validation(exc):
+            parts = ("connectors", cid, *parts)
+            collect.add(file, lines, parts, _project_message(parts, msg))
+        return None
+
+
 def _with_connector_types(
     data: dict[str, Any], file: str, lines: Lines, collect: _Collector
 ) -> dict[str, Any]:
@@ -264,20 +281,30 @@ def _with_connector_types(
     connectors = data.get("connectors")
     if not isinstance(connectors, dict):
         return data
+    known_types = connector_types()
     kept: dict[str, Any] = {}
     collect.broken_connectors.update(
         cid for cid, settings in connectors.items()
-        if not (isinstance(settings, dict) and settings.get("type") in CONNECTOR_TYPES)
+        if not (isinstance(settings, dict) and _hashable(settings.get("type"))
+                and settings.get("type") in known_types)
     )
-    allowed = ", ".join(sorted(CONNECTOR_TYPES))
+    allowed = ", ".join(sorted(known_types))
     for cid, settings in connectors.items():
         kind = settings.get("type") if isinstance(settings, dict) else None
-        if isinstance(settings, dict) and kind not in CONNECTOR_TYPES:
+        if isinstance(settings, dict) and not _hashable(kind):
+            collect.add(file, lines, ("connectors", cid, "type"),
+                        f"must be the name of a connector type; available: {allowed}")
+            continue
+        if isinstance(settings, dict) and kind not in known_types:
             what = f"unknown connector type '{kind}'" if kind else "needs a `type`"
             collect.add(file, lines, ("connectors", cid, "type"), f"{what}; available: {allowed}")
             continue
         kept[cid] = settings
     return {**data, "connectors": kept}
+
+
+def _hashable(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def _project_message(parts: tuple[PathPart, ...], message: str) -> str:

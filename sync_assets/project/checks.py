@@ -47,11 +47,14 @@ def check_endpoints(config: DataSyncConfig, connectors: Mapping[str, Any]) -> Fo
             elif connectors[cid] is None:
                 pass  # its settings were already reported
             elif not endpoint.externalResource:
+                from ..connectors.registry import connector_types
+
+                kind = connector_types().get(getattr(connectors[cid], "type", ""))
+                hint = kind.resource_hint if kind else "the record set to use"
                 found.append(
                     (
                         (side, "externalResource"),
-                        f"is required with connector instance '{cid}': the table to use, "
-                        "optionally as schema.table",
+                        f"is required with connector instance '{cid}': {hint}",
                     )
                 )
     return found

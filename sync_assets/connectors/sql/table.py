@@ -1,5 +1,5 @@
 """SQL endpoints: any database SQLAlchemy reaches, for connector instances of `type: sql` and
-for the ObjectStack datastore (whose objects are tables).
+for the ObjectStack datastore (whose objects are tables), behind the connector contract.
 
 Names are always quoted by SQLAlchemy and values always bound. Reads are keyset-paginated. On
 SQLite the change-tracking column is compared as stored text, so a cursor never drifts between
@@ -9,7 +9,6 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -18,15 +17,36 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, BIT
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchTableError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 
-from .. import filters as objectql
+from ... import filters as objectql
+from ..base import (
+    CURSOR_COLUMN,
+    BatchRefused,
+    Capabilities,
+    ConnectorError,
+    Description,
+    Endpoint,
+    FieldInfo,
+    Operation,
+    ReadRequest,
+    Record,
+    TransientError,
+    WriteResult,
+    shard_of,
+)
 from . import pgcopy
-from .base import ConnectorError, Description, Endpoint, FieldInfo, ReadRequest, Record
 
 _ENGINES: dict[tuple[str, str], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-CURSOR_COLUMN = "__sync_cursor__"
 _CHUNK = 500  # keys per IN (...) lookup: well under every database's parameter limit
 
 
@@ -41,15 +61,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
     dbapi_conn.create_function("sync_assets_shard", -1, shard_of, deterministic=True)
-
-
-def shard_of(count: int, *texts: Any) -> int:
-    """Which of `count` shards a record belongs to, from the text of its key values: the
-    first 32 bits of the MD5 of the texts joined by U+001F, modulo `count`. PostgreSQL
-    computes the same in SQL (`SqlTable._in_shard`), SQLite calls this function."""
-    text = "\x1f".join("" if v is None else str(v) for v in texts)
-    digest = hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False)
-    return int(digest.hexdigest()[:8], 16) % count
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -161,6 +172,89 @@ def generic_type(type_: Any) -> Any:
     return generic
 
 
+def kind_of(type_: Any) -> str:
+    """The portable kind of a SQLAlchemy type."""
+    try:
+        generic = type_.as_generic()
+    except (NotImplementedError, AttributeError):
+        return "unknown"
+    for sa_type, kind in _KINDS:
+        if isinstance(generic, sa_type):
+            return kind
+    return "unknown"
+
+
+_KINDS: tuple[tuple[Any, str], ...] = (
+    (sa.Boolean, "boolean"), (sa.Integer, "integer"), (sa.Float, "float"),
+    (sa.Numeric, "decimal"), (sa.DateTime, "datetime"), (sa.Date, "date"), (sa.Time, "time"),
+    (sa.JSON, "json"), (sa.LargeBinary, "binary"), (sa.Uuid, "uuid"), (sa.String, "text"),
+)
+
+_TYPES_OF_KINDS: dict[str, Any] = {
+    "text": sa.Text, "integer": sa.BigInteger, "decimal": sa.Numeric, "float": sa.Float,
+    "boolean": sa.Boolean, "date": sa.Date, "datetime": sa.DateTime, "time": sa.Time,
+    "json": sa.JSON, "binary": sa.LargeBinary, "uuid": sa.Uuid, "unknown": sa.Text,
+}
+
+
+def column_type(info: FieldInfo) -> Any:
+    """The column type to create for a field: its own SQL type made portable when it came
+    from a SQL system, else the type of its portable kind."""
+    if isinstance(info.type, sa.types.TypeEngine):
+        return generic_type(info.type)
+    return _TYPES_OF_KINDS.get(info.kind, sa.Text)()
+
+
+def transient(exc: BaseException, dialect: str) -> bool:
+    """Worth retrying whatever onSyncError says: a lost connection, a busy database."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if dialect == "sqlite":  # sqlite3 raises OperationalError for "no such table" too
+        text = str(getattr(exc, "orig", exc)).lower()
+        return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
+
+
+def translated(exc: BaseException, url: str, dialect: str) -> ConnectorError:
+    """A driver error as the contract's kind: transient, or the write refused."""
+    message = describe_db_error(exc, url)
+    if transient(exc, dialect):
+        return TransientError(message)
+    return BatchRefused(message)
+
+
+class SqlTransaction:
+    """A transaction on one database that commits, or always rolls back (a dry run);
+    driver errors leave it as TransientError or BatchRefused. It yields the Connection."""
+
+    def __init__(self, engine: Engine, url: str, *, rollback: bool) -> None:
+        self.engine = engine
+        self.url = url
+        self.rollback = rollback
+
+    def __enter__(self) -> Connection:
+        try:
+            self.conn = self.engine.connect()
+            self.tx = self.conn.begin()
+        except StatementError as exc:
+            raise translated(exc, self.url, self.engine.dialect.name) from None
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and not self.rollback:
+                self.tx.commit()
+            else:
+                self.tx.rollback()
+        except StatementError as error:
+            if exc is None:
+                raise translated(error, self.url, self.engine.dialect.name) from None
+        finally:
+            self.conn.close()
+        if isinstance(exc, StatementError):
+            raise translated(exc, self.url, self.engine.dialect.name) from None
+
+
 class SqlTable(Endpoint):
     """A table in a SQL database, read and written with SQLAlchemy Core."""
 
@@ -179,6 +273,16 @@ class SqlTable(Endpoint):
         self.engine = get_engine(url, engine_options)
         self._table: sa.Table | None = None
         self._parser_cache: dict[str, Any] | None = None
+        self._uniques: tuple[tuple[str, ...], ...] | None = None
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.capabilities = Capabilities(
+            transactional=True, filter_pushdown=True, ordered_reads=True,
+            shards=self.engine.dialect.name in ("postgresql", "sqlite"),
+            hosts_state=True, creates_resource=True, idempotent_inserts=True,
+            concurrent_writers=1 if sqlite else 3,
+            arrow_writes=sqlite or (self.engine.dialect.name == "postgresql"
+                                    and self.engine.dialect.driver == "psycopg2"),
+        )
 
     # -- errors ---------------------------------------------------------------------------
     def error(self, exc: BaseException, doing: str) -> ConnectorError:
@@ -206,32 +310,36 @@ class SqlTable(Endpoint):
             raise self.error(exc, "reading the structure of") from None
         return self._table
 
-    def describe(self) -> Description:
-        table = self.reflect()
+    def describe(self, *, refresh: bool = False) -> Description:
+        table = self.reflect(refresh=refresh)
         if table is None:
             return Description(fields={}, primary_key=(), exists=False)
         return Description(
-            fields={c.name: FieldInfo(c.name, c.type, bool(c.nullable)) for c in table.columns},
+            fields={c.name: FieldInfo(c.name, c.type, bool(c.nullable), kind_of(c.type))
+                    for c in table.columns},
             primary_key=tuple(c.name for c in table.primary_key.columns),
+            unique_keys=self._unique_keys(),
         )
+
+    def _unique_keys(self) -> tuple[tuple[str, ...], ...]:
+        """Unique constraints and unique indexes (read once per table)."""
+        if self._uniques is None:
+            inspector = sa.inspect(self.engine)
+            try:
+                found = [tuple(u["column_names"]) for u in
+                         inspector.get_unique_constraints(self.table_name, schema=self.schema)]
+                found += [tuple(i["column_names"]) for i in
+                          inspector.get_indexes(self.table_name, schema=self.schema)
+                          if i.get("unique")]
+            except (NotImplementedError, DBAPIError):
+                found = []
+            self._uniques = tuple(k for k in found if all(isinstance(c, str) for c in k))
+        return self._uniques
 
     def is_unique(self, columns: Sequence[str]) -> bool:
         """Whether these columns hold each combination at most once (a primary key, a unique
         constraint or a unique index on exactly them)."""
-        wanted = set(columns)
-        table = self.table()
-        if {c.name for c in table.primary_key.columns} == wanted:
-            return True
-        inspector = sa.inspect(self.engine)
-        try:
-            uniques = [set(u["column_names"]) for u in
-                       inspector.get_unique_constraints(self.table_name, schema=self.schema)]
-            uniques += [set(i["column_names"]) for i in
-                        inspector.get_indexes(self.table_name, schema=self.schema)
-                        if i.get("unique")]
-        except (NotImplementedError, DBAPIError):
-            return False
-        return wanted in uniques
+        return self.describe().is_unique(columns)
 
     def is_empty(self) -> bool:
         try:
@@ -364,19 +472,109 @@ class SqlTable(Endpoint):
             raise other.error(exc, "reading lookup table") from None
 
     # -- write (inside the engine's transaction) -------------------------------------------
-    def create(self, conn: Connection, columns: Sequence[tuple[str, Any]],
-               key: Sequence[str]) -> None:
+    def create(self, tx: Connection, fields: Sequence[FieldInfo], key: Sequence[str]) -> None:
         """Create the table with these columns; the key becomes its primary key."""
         table = sa.Table(
             self.table_name,
             sa.MetaData(),
-            *[sa.Column(name, type_, primary_key=name in key, nullable=name not in key)
-              for name, type_ in columns],
+            *[sa.Column(f.name, column_type(f), primary_key=f.name in key,
+                        nullable=f.name not in key) for f in fields],
             schema=self.schema,
         )
-        table.create(conn)
+        table.create(tx)
         self._table = table
         self._parser_cache = None
+        self._uniques = ()
+
+    # -- the contract's write side ------------------------------------------------------------
+    def transaction(self, *, rollback: bool = False) -> SqlTransaction:
+        return SqlTransaction(self.engine, self.url, rollback=rollback)
+
+    def lookup(self, tx: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]],
+               columns: Sequence[str]) -> list[Record]:
+        return self.fetch(tx, key, keys, columns)
+
+    def write(self, tx: Connection, operation: Operation, key: Sequence[str],
+              rows: Sequence[Record]) -> WriteResult:
+        if operation == "insert":
+            self.insert(tx, rows)
+            return WriteResult(written=len(rows))
+        if operation == "update":
+            self.update(tx, key, rows)
+            return WriteResult(written=len(rows))
+        if operation == "delete":
+            keys = [tuple(r[k] for k in key) for r in rows]
+            return WriteResult(written=self.delete(tx, key, keys))
+        existing = {tuple(r[k] for k in key) for r in
+                    self.fetch(tx, key, [tuple(r[k] for k in key) for r in rows], key)}
+        self.update(tx, key, [r for r in rows if tuple(r[k] for k in key) in existing])
+        self.insert(tx, [r for r in rows if tuple(r[k] for k in key) not in existing])
+        return WriteResult(written=len(rows))
+
+    def write_one(self, tx: Connection, operation: Operation, key: Sequence[str], row: Record,
+                  expected: Mapping[str, Any] | None = None) -> bool:
+        if operation == "insert":
+            return self.insert_one(tx, row)
+        if operation == "delete":
+            return self.delete_one(tx, key, [row[k] for k in key], expected)
+        return self.update_one(tx, key, row, expected)
+
+    def write_arrow(self, tx: Connection, data: Any) -> bool:
+        from . import arrow
+
+        if not arrow.lane_available(self):
+            return False
+        arrow.insert(tx, self.table(), data)
+        return True
+
+    def read_arrow(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any] | None:
+        """Pages as Arrow tables (PostgreSQL: COPY parsed by Arrow, read ahead in a thread),
+        or None where the lane cannot read these columns."""
+        from . import arrow
+
+        if not arrow.lane_available(self):
+            return None
+        types = arrow.schema_for(self, request.columns, request.cursor_field)
+        if types is None:
+            return None
+        pages = arrow.read_batches(self, request, types)
+        # Reading ahead pays where the reader mostly waits on a server (PostgreSQL's COPY);
+        # SQLite reads in this process and would only contend for the interpreter.
+        return pages if self.dialect == "sqlite" else arrow.prefetched(pages)
+
+    def state_host(self) -> Any:
+        from ...state import SqlStateHost
+
+        return SqlStateHost(self.url, self.schema, engine=self.engine)
+
+    def count(self) -> int | None:
+        table = self.reflect(refresh=True)
+        if table is None:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table))
+                           .scalar() or 0)
+        except DBAPIError as exc:
+            raise self.error(exc, "counting") from None
+
+    def change_token(self, filter: Any, cursor_field: str | None) -> Any:
+        """The row count and the largest cursor value (or primary key: inserts and deletes
+        only) within the filter."""
+        table = self.table()
+        stmt = sa.select(sa.func.count())
+        if cursor_field:
+            stmt = sa.select(sa.func.count(), sa.func.max(self.column(cursor_field)))
+        elif table.primary_key.columns:
+            stmt = sa.select(sa.func.count(), sa.func.max(next(iter(table.primary_key.columns))))
+        stmt = stmt.select_from(table)
+        if filter is not None:
+            stmt = stmt.where(objectql.compile_filter(filter, dict(table.c)))
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(stmt).one())
+        except DBAPIError as exc:
+            raise self.error(exc, "reading") from None
 
     def fetch(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]],
               columns: Sequence[str]) -> list[Record]:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
-from ..connectors import arrow, pgcopy
+from ..connectors.sql import arrow, pgcopy
 
 _CHUNK = 500
 

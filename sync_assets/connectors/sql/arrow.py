@@ -14,9 +14,12 @@ no parameters.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from queue import Empty, Full, Queue
 from typing import Any
 
 import pyarrow as pa
@@ -25,9 +28,9 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..base import CURSOR_COLUMN, ReadRequest, Record
 from . import pgcopy
-from .base import ReadRequest, Record
-from .sql import CURSOR_COLUMN, SqlTable
+from .table import SqlTable
 
 # Pages are parsed in a reader thread and written by others: Arrow's default allocator
 # (mimalloc) keeps a heap per thread, about 40 MB more at peak than the system allocator, for
@@ -186,3 +189,43 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     if order != list(range(len(order))):
         rows = [tuple(r[i] for i in order) for r in rows]
     conn.exec_driver_sql(str(stmt), rows)  # type: ignore[arg-type]
+
+
+def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """The pages of an iterator, read up to `depth` ahead in a thread: the next page's
+    COPY and parsing run while this one is written (drivers release the GIL while they wait
+    on the server). The reader stops when the consumer does."""
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        queue.put(("page", page), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="sync-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to put
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            reader.join(timeout=0.05)

@@ -1,0 +1,45 @@
+"""Sync state behind its own interface: where it lives (a state host) and what it holds.
+
+State lives in the destination's own database when the destination is transactional SQL, so
+a batch's rows, their fingerprints and the cursor commit together; for every other system it
+lives in the project's state database (`state.url`, by default an embedded SQLite file,
+`.sync_assets/state.db` beside the project), written around the system's acknowledgements.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..connectors.sql import SqlTransaction, get_engine
+from .store import PairState, StateStore
+
+DEFAULT_STATE_FILE = Path(".sync_assets") / "state.db"
+
+
+class SqlStateHost:
+    """A SQL database that holds state tables; `transaction()` yields its Connection."""
+
+    def __init__(self, url: str, schema: str | None = None, *, engine: Any = None) -> None:
+        self.url = url
+        self.schema = schema
+        self.engine = engine if engine is not None else get_engine(url)
+
+    def transaction(self, *, rollback: bool = False) -> SqlTransaction:
+        return SqlTransaction(self.engine, self.url, rollback=rollback)
+
+    def same_database(self, other: Any) -> bool:
+        return isinstance(other, SqlStateHost) and other.engine.url == self.engine.url
+
+
+def project_state_host(root: Path, url: str | None, schema: str | None) -> SqlStateHost:
+    """The project's state database: `state.url`, or the embedded file beside the project."""
+    if url is None:
+        path = root / DEFAULT_STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    return SqlStateHost(url, schema)
+
+
+__all__ = ["DEFAULT_STATE_FILE", "PairState", "SqlStateHost", "StateStore",
+           "project_state_host"]
