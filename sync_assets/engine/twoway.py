@@ -34,6 +34,7 @@ from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprint, plain, record_key
 from .run import RunBase, RunFailed, open_state, read_all
+from .validation import RecordValidator
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Decision:
     conflict_open: bool = False
     conflict: bool = False
     counted: str = "skipped"
+    refusal: str = ""
 
 
 def _moment(value: Any) -> datetime | None:
@@ -101,6 +103,12 @@ class TwoWayRun(RunBase):
             raise RunFailed(str(exc), code="CONFIG") from None
         entries = self.forward.entries
         self.targets = self.forward.targets
+        try:
+            # one validator per side: `unique` remembers values per side, not across both
+            self.validate_source = RecordValidator(cfg, self.targets)
+            self.validate_destination = RecordValidator(cfg, self.targets)
+        except ExpressionError as exc:
+            raise RunFailed(str(exc), code="CONFIG") from None
         self.two_way = [m.target for m in entries if one_way_reason(m) is None]
         self.key = resolve_names(cfg, cfg.destination.matchKey or [], self.targets)
         ddesc = self.dst.describe()
@@ -145,8 +153,10 @@ class TwoWayRun(RunBase):
     def _read_source(self) -> dict[str, _Side]:
         cfg = self.config
         filt = objectql.parse_filter(cfg.source.filters) if cfg.source.filters else None
-        columns = list(dict.fromkeys([*self.forward.source_fields, *self.source_key,
-                                      *([self.source_ctf] if self.source_ctf else [])]))
+        columns = list(dict.fromkeys([
+            *self.forward.source_fields, *self.source_key,
+            *self.validate_source.source_fields(self.forward.available),
+            *([self.source_ctf] if self.source_ctf else [])]))
         self._source_columns = columns
         out: dict[str, _Side] = {}
         order = list(dict.fromkeys([*self.source_key, *self.sdesc.primary_key]))
@@ -156,7 +166,8 @@ class TwoWayRun(RunBase):
 
     def _add_source_row(self, out: dict[str, _Side], row: Record) -> None:
         common, problems = self.forward.map(row)
-        rid = str(plain(row.get(self.source_key[0])))
+        # records are named as a push names them: by the source's own key
+        rid = self._row_id(row, self.sdesc.primary_key or self.source_key)
         if problems:
             for p in problems:
                 self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
@@ -164,7 +175,32 @@ class TwoWayRun(RunBase):
             self._unreadable.add(record_key([common.get(k) for k in self.key]))
             return
         key = record_key([common[k] for k in self.key])
+        self._rids[key] = rid
+        self._validate(self.validate_source, key, rid, common, row)
         out[key] = _Side(row, common, fingerprint(common, self.two_way))
+
+    @staticmethod
+    def _row_id(row: Record, key: Sequence[str]) -> str:
+        values = [row.get(k) for k in key]
+        return str(plain(values[0])) if len(values) == 1 else record_key(values)
+
+    def _validate(self, validator: RecordValidator, key: str, rid: str, common: Record,
+                  row: Record) -> None:
+        """The sync's validation rules on one side's record, as a push applies them to what
+        it writes: `skip` leaves the record out of this run, `fail` stops the run at its
+        batch, `log` reports and syncs it."""
+        problems = validator.check(rid, common, row)
+        if not problems:
+            return
+        policy = self.config.effective_error_handling.onValidationError
+        for p in problems:
+            self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+        if policy == "skip":
+            if key not in self._unreadable:
+                self.result.errored += 1
+            self._unreadable.add(key)
+        elif policy == "fail":
+            self._invalid.setdefault(key, (rid, problems[0]))
 
     def _read_source_outside_filter(self, keys: list[str], out: dict[str, _Side]) -> None:
         """Paired or destination records the filtered read did not return but the source
@@ -193,6 +229,9 @@ class TwoWayRun(RunBase):
         for row in read_all(self.dst, list(dict.fromkeys([*columns, *order])), None, order):
             common = {t: row.get(t) for t in self.targets}
             key = record_key([row[k] for k in self.key])
+            rid = self._row_id(row, self.ddesc.primary_key or self.key)
+            self._rids.setdefault(key, rid)
+            self._validate(self.validate_destination, key, rid, common, row)
             out[key] = _Side(row, common, fingerprint(common, self.two_way))
         return out
 
@@ -339,6 +378,8 @@ class TwoWayRun(RunBase):
 
     def _sync_all(self) -> None:
         self._unreadable: set[str] = set()
+        self._invalid: dict[str, Any] = {}
+        self._rids: dict[str, str] = {}  # match key -> the record's id as a push names it
         source, destination = self._read_source(), self._read_destination()
         if self.config.source.filters:
             outside = [k for k in set(destination) | set(self.pairs) if k not in source]
@@ -349,6 +390,12 @@ class TwoWayRun(RunBase):
         size = self.config.batchSize
         for i in range(0, len(keys), size):
             batch = keys[i : i + size]
+            failing = next((k for k in batch if k in self._invalid), None)
+            if failing is not None:
+                rid, first = self._invalid[failing]
+                raise RunFailed(
+                    f"record {rid}: {first.field}: {first.message} "
+                    "(errorHandling.onValidationError is fail)", code=first.code)
             decisions = [self._decide(k, source.get(k), destination.get(k), self.pairs.get(k))
                          for k in batch]
             self._write(decisions, source, destination, source_fields)
@@ -364,74 +411,117 @@ class TwoWayRun(RunBase):
 
     def _write(self, decisions: list[_Decision], source: Mapping[str, _Side],
                destination: Mapping[str, _Side], source_fields: list[str]) -> None:
-        new_pairs: dict[str, PairState | None] = {}
-        counts: list[tuple[_Decision, str]] = []
+        """Write one batch: the source side, then the destination side with the state; each
+        side under the sync's `retry` and `onSyncError`, as a push writes its batches."""
+        self._held_source: dict[str, Record] = {}
         try:
-            with self.src.transaction(rollback=self.options.dry_run) as sconn:
-                for d in decisions:
-                    a, b = source.get(d.key), destination.get(d.key)
-                    if d.delete_source and a is not None:
-                        ok = self.src.write_one(sconn, "delete", self.source_key,
-                                                {k: a.row[k] for k in self.source_key},
-                                                self._guard(a, source_fields))
-                        if not ok:
-                            d.counted = "changed"
-                    elif d.to_source is not None:
-                        row = self._source_row(d.to_source)
-                        if a is None:
-                            ok = self.src.write_one(sconn, "insert", self.source_key, row)
-                        else:
-                            ok = self.src.write_one(sconn, "update", self.source_key, row,
-                                                    self._guard(a, source_fields))
-                        if not ok:
-                            d.counted = "changed"
-                self._held_source = self._read_back_source(sconn, [
-                    d for d in decisions if d.to_source is not None and d.counted != "changed"])
-            with self.dst.transaction(rollback=self.options.dry_run) as dconn:
-                if self.options.dry_run:
-                    if not self.state_apart:
-                        self.state.ensure(dconn)
-                    if self.dst_missing:
-                        self.dst.create(dconn, self.forward.target_types(), self.key)
-                for d in decisions:
-                    a, b = source.get(d.key), destination.get(d.key)
-                    if d.counted == "changed":
-                        continue
-                    if d.delete_destination and b is not None:
-                        if not self.dst.write_one(dconn, "delete", self.key,
-                                                  {k: b.row[k] for k in self.key},
-                                                  self._guard(b, self.two_way)):
-                            d.counted = "changed"
-                            continue
-                    elif d.to_destination is not None:
-                        row = dict(d.to_destination)
-                        ok = (self.dst.write_one(dconn, "insert", self.key, row) if b is None
-                              else self.dst.write_one(dconn, "update", self.key, row,
-                                                      self._guard(b, self.two_way)))
-                        if not ok:
-                            d.counted = "changed"
-                            continue
-                    counts.append((d, d.counted))
-                held = self._read_back_destination(dconn, [
-                    d for d, _ in counts if d.to_destination is not None])
-                for d, _ in counts:
-                    new_pairs[d.key] = self._next_state(
-                        d, source.get(d.key), destination.get(d.key),
-                        self._held_source.get(d.key), held.get(d.key))
-                if not self.state_apart:
-                    self._save_pairs(dconn, new_pairs)
-            if self.state_apart:
-                with self.state_host.transaction(rollback=self.options.dry_run) as conn:
-                    if self.options.dry_run:
-                        self.state.ensure(conn)
-                    self._save_pairs(conn, new_pairs)
-        except (BatchRefused, TransientError) as exc:  # also a value a column refuses
-            raise RunFailed(f"writing a two-way batch failed: {exc}", code="WRITE_ERROR"
-                            ) from None
+            self._with_policy(lambda ds: self._write_source(ds, source, source_fields),
+                              decisions)
+            self._with_policy(lambda ds: self._write_destination(ds, source, destination),
+                              [d for d in decisions if d.counted not in ("changed", "refused")])
         except FieldError as exc:
             raise RunFailed(f"mapping back to the source failed: {exc}", code=exc.code) from None
         for d in decisions:
             self._count(d)
+
+    def _with_policy(self, phase: Any, decisions: list[_Decision]) -> None:
+        handling = self.config.effective_error_handling
+        retry = self.config.effective_retry
+        attempt = 0
+        while True:
+            try:
+                phase(decisions)
+                return
+            except (BatchRefused, TransientError) as exc:
+                transient = isinstance(exc, TransientError)
+                if (handling.onSyncError == "retry" or transient) and attempt < retry.maxAttempts:
+                    attempt += 1
+                    wait_ms = retry.backoffMs
+                    if transient and exc.retry_after is not None:
+                        wait_ms = max(wait_ms, round(exc.retry_after * 1000))
+                    self.result.log("warn", f"batch failed ({exc}); retry {attempt} of "
+                                            f"{retry.maxAttempts} in {wait_ms} ms")
+                    self.options.sleep(wait_ms / 1000)
+                    continue
+                if handling.onSyncError == "skip" and not transient:
+                    if len(decisions) > 1:
+                        self.result.log("warn", f"batch failed ({exc}); writing its records "
+                                                "one by one to skip the bad ones")
+                    for d in decisions:
+                        try:
+                            phase([d])
+                        except (BatchRefused, TransientError) as one:
+                            d.counted, d.refusal = "refused", str(one)
+                    return
+                raise RunFailed(f"writing a two-way batch failed: {exc}",
+                                code="WRITE_ERROR") from None
+
+    def _write_source(self, decisions: list[_Decision], source: Mapping[str, _Side],
+                      source_fields: list[str]) -> None:
+        with self.src.transaction(rollback=self.options.dry_run) as sconn:
+            for d in decisions:
+                a = source.get(d.key)
+                if d.delete_source and a is not None:
+                    ok = self.src.write_one(sconn, "delete", self.source_key,
+                                            {k: a.row[k] for k in self.source_key},
+                                            self._guard(a, source_fields))
+                    if not ok:
+                        d.counted = "changed"
+                elif d.to_source is not None:
+                    row = self._source_row(d.to_source)
+                    if a is None:
+                        ok = self.src.write_one(sconn, "insert", self.source_key, row)
+                    else:
+                        ok = self.src.write_one(sconn, "update", self.source_key, row,
+                                                self._guard(a, source_fields))
+                    if not ok:
+                        d.counted = "changed"
+            held = self._read_back_source(sconn, [
+                d for d in decisions if d.to_source is not None and d.counted != "changed"])
+        self._held_source.update(held)
+
+    def _write_destination(self, decisions: list[_Decision], source: Mapping[str, _Side],
+                           destination: Mapping[str, _Side]) -> None:
+        new_pairs: dict[str, PairState | None] = {}
+        written: list[_Decision] = []
+        with self.dst.transaction(rollback=self.options.dry_run) as dconn:
+            if self.options.dry_run:
+                if not self.state_apart:
+                    self.state.ensure(dconn)
+                if self.dst_missing:
+                    self.dst.create(dconn, self.forward.target_types(), self.key)
+            for d in decisions:
+                b = destination.get(d.key)
+                if d.counted == "changed":
+                    continue
+                if d.delete_destination and b is not None:
+                    if not self.dst.write_one(dconn, "delete", self.key,
+                                              {k: b.row[k] for k in self.key},
+                                              self._guard(b, self.two_way)):
+                        d.counted = "changed"
+                        continue
+                elif d.to_destination is not None:
+                    row = dict(d.to_destination)
+                    ok = (self.dst.write_one(dconn, "insert", self.key, row) if b is None
+                          else self.dst.write_one(dconn, "update", self.key, row,
+                                                  self._guard(b, self.two_way)))
+                    if not ok:
+                        d.counted = "changed"
+                        continue
+                written.append(d)
+            held = self._read_back_destination(dconn, [
+                d for d in written if d.to_destination is not None])
+            for d in written:
+                new_pairs[d.key] = self._next_state(
+                    d, source.get(d.key), destination.get(d.key),
+                    self._held_source.get(d.key), held.get(d.key))
+            if not self.state_apart:
+                self._save_pairs(dconn, new_pairs)
+        if self.state_apart:
+            with self.state_host.transaction(rollback=self.options.dry_run) as conn:
+                if self.options.dry_run:
+                    self.state.ensure(conn)
+                self._save_pairs(conn, new_pairs)
 
     def _save_pairs(self, conn: Any, pairs: dict[str, PairState | None]) -> None:
         self.state.save_pairs(conn, pairs, set(self.pairs))
@@ -493,6 +583,11 @@ class TwoWayRun(RunBase):
 
     def _count(self, d: _Decision) -> None:
         r = self.result
+        if d.counted == "refused":
+            r.errored += 1
+            r.error(f"the write was refused: {d.refusal}",
+                    record_id=self._rids.get(d.key, _record_id(d.key)), code="WRITE_ERROR")
+            return
         if d.counted == "changed":  # someone wrote the row meanwhile: the next run decides
             r.skipped += 1
             r.log("info", f"record {_record_id(d.key)} changed during the run; left for the "

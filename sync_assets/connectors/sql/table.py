@@ -514,7 +514,7 @@ class SqlTable(Endpoint):
     def write_one(self, tx: Connection, operation: Operation, key: Sequence[str], row: Record,
                   expected: Mapping[str, Any] | None = None) -> bool:
         if operation == "insert":
-            return self.insert_one(tx, row)
+            return self.insert_one(tx, row, key)
         if operation == "delete":
             return self.delete_one(tx, key, [row[k] for k in key], expected)
         return self.update_one(tx, key, row, expected)
@@ -686,13 +686,16 @@ class SqlTable(Endpoint):
         stmt = sa.delete(self.table()).where(*self._guard(key, key_values, expected))
         return bool(conn.execute(stmt).rowcount)
 
-    def insert_one(self, conn: Connection, row: Record) -> bool:
-        """Insert one row unless it appeared meanwhile (then False, nothing written)."""
+    def insert_one(self, conn: Connection, row: Record, key: Sequence[str] = ()) -> bool:
+        """Insert one row unless it appeared meanwhile (then False, nothing written). A row
+        the table refuses for another reason (a CHECK, a NOT NULL) raises."""
         try:
             with conn.begin_nested():
                 conn.execute(sa.insert(self.table()), [self.coerce(row)])
             return True
         except sa.exc.IntegrityError:
+            if key and not self.fetch(conn, key, [tuple(row[k] for k in key)], key):
+                raise
             return False
 
     def fetch_all(self, columns: Sequence[str], filter: Any = None,
