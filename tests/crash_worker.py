@@ -25,8 +25,7 @@ import sqlalchemy as sa
 
 from sync_assets import load_project
 from sync_assets.connectors.sql import engine_url
-from sync_assets.engine import run
-from sync_assets.engine.run import Progress
+from sync_assets.engine import Progress, run
 
 
 def _say(line: str) -> None:

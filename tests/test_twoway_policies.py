@@ -3,6 +3,7 @@ of the same config does: same status, counts, error codes and destination rows."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,24 @@ def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
     result, rows = assert_same(tmp_path, faults=2, retry={"maxAttempts": 3, "backoffMs": 40})
     assert status(result) == "completed"
     assert len(rows) == 6
+
+
+def test_the_change_log_records_writes_to_both_sides(tmp_path: Path) -> None:
+    root = tmp_path / "both"
+    first, _, _ = outcome(root, "bidirectional", audit={})
+    assert counts(first) == {"processed": 6, "inserted": 6}
+    SqlPeer("sqlite", f"sqlite:///{root}/wh.db").change(
+        "people", {"email": "p2@x.io"}, {"first_name": "two"})
+    result = run(load_project(root / "p.yaml", env={}), "people")
+    assert counts(result) == {"processed": 6, "updated": 1, "skipped": 5}
+    with sa.create_engine(f"sqlite:///{root}/wh.db").connect() as conn:
+        log = [tuple(r) for r in conn.execute(sa.text(
+            "SELECT operation, record_key, before, after FROM _sync_assets_changes "
+            "ORDER BY id"))]
+    assert [(op, key) for op, key, _, _ in log] == [
+        *[("insert", f'["p{i}@x.io"]') for i in range(1, 7)],
+        ("source_update", '["p2@x.io"]'),
+    ]
+    _, _, before, after = log[-1]
+    assert json.loads(before) == {"email": "p2@x.io", "first_name": "n2", "score": 2}
+    assert json.loads(after) == {"email": "p2@x.io", "first_name": "two", "score": 2}

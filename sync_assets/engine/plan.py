@@ -8,7 +8,8 @@ from typing import Any
 from ..connectors.base import Record
 from ..project import Project
 from ..spec import SyncExecutionResult
-from .run import RunOptions, make_run
+from .common import RunOptions
+from .runner import make_run
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from ..connectors.base import (
 )
 from ..state import PairState
 from .cel import ExpressionError
+from .common import Progress, RunBase, RunFailed, open_state, read_all
 from .direction import one_way_reason, reversed_config
 from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .records import fingerprint, plain, record_key
-from .run import RunBase, RunFailed, open_state, read_all
 from .validation import RecordValidator
 
 
@@ -144,7 +144,8 @@ class TwoWayRun(RunBase):
 
     def _open_state(self) -> None:
         self.state, self.state_host, self.state_apart = open_state(
-            self.project, self.dst, self.config.name)
+            self.project, self.dst, self.config.name,
+            compress=self.config.effective_optimization.compressionEnabled)
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self.state.ensure(conn)
             self.pairs = self.state.load_pairs(conn)
@@ -400,11 +401,14 @@ class TwoWayRun(RunBase):
                          for k in batch]
             self._write(decisions, source, destination, source_fields)
             if self.options.progress:
-                from .run import Progress
                 self.options.progress(Progress(self.config.name, i + len(batch), len(keys),
                                                self.result))  # type: ignore[arg-type]
         with self.state_host.transaction(rollback=True) as conn:
             open_conflicts = self.state.open_conflicts(conn) if not self.options.dry_run else 0
+        audit = self.config.effective_audit
+        if audit.trackChanges and not self.options.dry_run:
+            with self.state_host.transaction() as conn:
+                self.state.prune_changes(conn, audit.retainLogsForDays)
         if open_conflicts:
             self.result.log("warn", f"{open_conflicts} conflicts are open: change one side of "
                                     "each to resolve it")
@@ -414,6 +418,7 @@ class TwoWayRun(RunBase):
         """Write one batch: the source side, then the destination side with the state; each
         side under the sync's `retry` and `onSyncError`, as a push writes its batches."""
         self._held_source: dict[str, Record] = {}
+        self._source_changes: list[tuple[str, str, Any, Any]] = []
         try:
             self._with_policy(lambda ds: self._write_source(ds, source, source_fields),
                               decisions)
@@ -425,36 +430,19 @@ class TwoWayRun(RunBase):
             self._count(d)
 
     def _with_policy(self, phase: Any, decisions: list[_Decision]) -> None:
-        handling = self.config.effective_error_handling
-        retry = self.config.effective_retry
-        attempt = 0
-        while True:
-            try:
-                phase(decisions)
-                return
-            except (BatchRefused, TransientError) as exc:
-                transient = isinstance(exc, TransientError)
-                if (handling.onSyncError == "retry" or transient) and attempt < retry.maxAttempts:
-                    attempt += 1
-                    wait_ms = retry.backoffMs
-                    if transient and exc.retry_after is not None:
-                        wait_ms = max(wait_ms, round(exc.retry_after * 1000))
-                    self.result.log("warn", f"batch failed ({exc}); retry {attempt} of "
-                                            f"{retry.maxAttempts} in {wait_ms} ms")
-                    self.options.sleep(wait_ms / 1000)
-                    continue
-                if handling.onSyncError == "skip" and not transient:
-                    if len(decisions) > 1:
-                        self.result.log("warn", f"batch failed ({exc}); writing its records "
-                                                "one by one to skip the bad ones")
-                    for d in decisions:
-                        try:
-                            phase([d])
-                        except (BatchRefused, TransientError) as one:
-                            d.counted, d.refusal = "refused", str(one)
-                    return
-                raise RunFailed(f"writing a two-way batch failed: {exc}",
-                                code="WRITE_ERROR") from None
+        def one_by_one() -> None:
+            for d in decisions:
+                try:
+                    phase([d])
+                except (BatchRefused, TransientError) as exc:
+                    d.counted, d.refusal = "refused", str(exc)
+
+        def refuse_one(message: str) -> None:
+            decisions[0].counted, decisions[0].refusal = "refused", message
+
+        self.write_with_policy(lambda: phase(decisions), size=len(decisions),
+                               one_by_one=one_by_one, refuse_one=refuse_one,
+                               failure="writing a two-way batch failed")
 
     def _write_source(self, decisions: list[_Decision], source: Mapping[str, _Side],
                       source_fields: list[str]) -> None:
@@ -479,6 +467,15 @@ class TwoWayRun(RunBase):
             held = self._read_back_source(sconn, [
                 d for d in decisions if d.to_source is not None and d.counted != "changed"])
         self._held_source.update(held)
+        if self.config.effective_audit.trackChanges:
+            for d in decisions:
+                a = source.get(d.key)
+                if d.counted == "changed" or not (d.delete_source or d.to_source is not None):
+                    continue
+                before = a.common if a is not None else None
+                after = None if d.delete_source else held.get(d.key, d.to_source)
+                op = "delete" if d.delete_source else ("insert" if a is None else "update")
+                self._source_changes.append((f"source_{op}", d.key, before, after))
 
     def _write_destination(self, decisions: list[_Decision], source: Mapping[str, _Side],
                            destination: Mapping[str, _Side]) -> None:
@@ -515,13 +512,34 @@ class TwoWayRun(RunBase):
                 new_pairs[d.key] = self._next_state(
                     d, source.get(d.key), destination.get(d.key),
                     self._held_source.get(d.key), held.get(d.key))
+            changes = self._changes(written, destination, held)
             if not self.state_apart:
                 self._save_pairs(dconn, new_pairs)
+                self.state.log_changes(dconn, self.result.run_id, changes)
         if self.state_apart:
             with self.state_host.transaction(rollback=self.options.dry_run) as conn:
                 if self.options.dry_run:
                     self.state.ensure(conn)
                 self._save_pairs(conn, new_pairs)
+                self.state.log_changes(conn, self.result.run_id, changes)
+        self._source_changes = []
+
+    def _changes(self, written: list[_Decision], destination: Mapping[str, _Side],
+                 held: Mapping[str, Record]) -> list[tuple[str, str, Any, Any]]:
+        """The change log of a batch (`audit.trackChanges`): each write to the destination
+        as before and after, and each write to the source as `source_<operation>`."""
+        if not self.config.effective_audit.trackChanges:
+            return []
+        out = list(self._source_changes)
+        for d in written:
+            b = destination.get(d.key)
+            if d.delete_destination and b is not None:
+                out.append(("delete", d.key, b.common, None))
+            elif d.to_destination is not None:
+                after = held.get(d.key, d.to_destination)
+                out.append(("insert" if b is None else "update", d.key,
+                            b.common if b is not None else None, after))
+        return out
 
     def _save_pairs(self, conn: Any, pairs: dict[str, PairState | None]) -> None:
         self.state.save_pairs(conn, pairs, set(self.pairs))

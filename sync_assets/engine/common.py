@@ -1,0 +1,154 @@
+"""What every run of a sync shares, one-way or two-way: options, progress, the failure that
+ends a run, the base runner (config, result, samples), where state lives, whole reads."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .. import filters as objectql
+from ..connectors.base import (
+    BatchRefused,
+    ConnectorError,
+    Endpoint,
+    ReadRequest,
+    Record,
+    TransientError,
+)
+from ..project import Project
+from ..spec import DataSyncConfig, SyncExecutionResult
+from ..state import StateStore, project_state_host
+from .result import ResultBuilder
+
+MAPPING_CODES = {"CAST_ERROR", "EXPRESSION_ERROR"}
+T = TypeVar("T")
+
+
+class RunFailed(Exception):
+    """The run stops: nothing more is written. The message is shown to users as is."""
+
+    def __init__(self, message: str, code: str = "SYNC_FAILED") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class Progress:
+    sync_name: str
+    read: int
+    total: int | None
+    result: ResultBuilder
+
+
+@dataclass
+class RunOptions:
+    full_refresh: bool = False
+    dry_run: bool = False
+    allow_mass_delete: bool = False
+    #: mirror refuses to delete more than this share of the records it created, at once...
+    mass_delete_ratio: float = 0.5
+    #: ...unless it is no more than this many records
+    mass_delete_min: int = 10
+    progress: Callable[[Progress], None] | None = None
+    sleep: Callable[[float], None] = time.sleep
+    run_id: str | None = None
+    sample_size: int = 5
+    #: (index, count): run only the records of one static shard of the sync
+    shard: tuple[int, int] | None = None
+
+
+def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False
+               ) -> tuple[StateStore, Any, bool]:
+    """(store, host, apart). State beside the data where the destination can host it and
+    the project names no `state.url`; otherwise in the project's state database, written
+    around the destination's acknowledgements (intent before the write, the rest after)."""
+    settings = project.state
+    dest_host = dest.state_host() if dest.capabilities.hosts_state else None
+    if settings.url is None and dest_host is not None:
+        return StateStore(name, dest_host.schema, compress=compress), dest_host, False
+    host = project_state_host(project.root,
+                              settings.url.get_secret_value() if settings.url else None,
+                              settings.db_schema)
+    return (StateStore(name, host.schema, compress=compress), host,
+            not host.same_database(dest_host))
+
+
+def read_all(endpoint: Endpoint, columns: list[str], filter: Any,
+             order_by: list[str]) -> Iterator[Record]:
+    """Every record (within a filter), in pages, the filter applied here where the system
+    cannot: for two-way syncs, which compare both sides whole."""
+    request = ReadRequest(columns=columns, order_by=order_by, batch_size=5000, filter=filter)
+    local = filter is not None and not endpoint.capabilities.filter_pushdown
+    for page in endpoint.read_batches(request):
+        for row in page:
+            if not local or objectql.evaluate_filter(filter, row):
+                yield row
+
+
+class RunBase:
+    """What every run of a sync has: its config, options, result and samples, and the rule
+    that an expected failure ends the run with a failed result rather than an exception."""
+
+    def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
+        self.project = project
+        self.definition = project.sync(sync_name)
+        self.config: DataSyncConfig = self.definition.config
+        self.options = options or RunOptions()
+        self.result = ResultBuilder(
+            run_id=self.options.run_id or uuid.uuid4().hex,
+            sync_name=self.config.name,
+            log_level=self.config.effective_audit.logLevel,
+        )
+        self.samples: dict[str, list[Record]] = {}
+
+    def execute(self) -> SyncExecutionResult:
+        try:
+            self._execute()
+        except (RunFailed, ConnectorError) as exc:
+            code = exc.code if isinstance(exc, RunFailed) else "CONNECTOR_ERROR"
+            self.result.error(str(exc), code=code)
+            self.result.log("error", f"run failed: {exc}")
+            return self.result.finish("failed")
+        return self.result.finish("partial" if self.result.errored else "completed")
+
+    def _execute(self) -> None:
+        raise NotImplementedError
+
+    def write_with_policy(self, attempt: Callable[[], T], *, size: int,
+                          one_by_one: Callable[[], None], refuse_one: Callable[[str], None],
+                          failure: str) -> T | None:
+        """Run one batch write under the sync's `retry` and `errorHandling.onSyncError`, the
+        same way in every direction. A passing fault (TransientError) is retried whatever
+        onSyncError says, waiting `retry.backoffMs` or the Retry-After the system asked for;
+        a refused batch is retried (`retry`), written record by record so only the bad ones
+        are errored (`skip`), or fails the run (`fail`, and any policy out of attempts).
+        Returns what `attempt` returned, or None when the records were handled otherwise."""
+        handling = self.config.effective_error_handling
+        retry = self.config.effective_retry
+        tries = 0
+        while True:
+            try:
+                return attempt()
+            except (BatchRefused, TransientError) as exc:  # refused, or a passing fault
+                transient = isinstance(exc, TransientError)
+                if (handling.onSyncError == "retry" or transient) and tries < retry.maxAttempts:
+                    tries += 1
+                    wait_ms = retry.backoffMs
+                    if isinstance(exc, TransientError) and exc.retry_after is not None:
+                        wait_ms = max(wait_ms, round(exc.retry_after * 1000))  # as asked
+                    self.result.log("warn", f"batch failed ({exc}); retry {tries} of "
+                                            f"{retry.maxAttempts} in {wait_ms} ms")
+                    self.options.sleep(wait_ms / 1000)
+                    continue
+                if handling.onSyncError == "skip" and not transient:
+                    if size > 1:
+                        self.result.log("warn", f"batch failed ({exc}); writing its records "
+                                                "one by one to skip the bad ones")
+                        one_by_one()
+                    else:
+                        refuse_one(str(exc))
+                    return None
+                raise RunFailed(f"{failure}: {exc}", code="WRITE_ERROR") from None

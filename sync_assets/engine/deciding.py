@@ -1,0 +1,87 @@
+"""Deciding what each source record becomes: mapped, validated under onValidationError, keyed
+and fingerprinted, the later version of a key in one page winning."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..connectors.base import (
+    CURSOR_COLUMN,
+    ReadRequest,
+    Record,
+)
+from .common import MAPPING_CODES, RunFailed
+from .records import fingerprints, plain, record_key
+
+
+@dataclass
+class Item:
+    record_id: str
+    key: str
+    key_values: tuple[Any, ...]
+    mapped: Record
+    fp: str
+    at_boundary: bool
+
+
+class Deciding:
+    """Records of a page as items to write (SyncRun)."""
+
+    def _record_id(self, row: Record) -> str:
+        values = [row.get(k) for k in self.source_id]
+        return str(plain(values[0])) if len(values) == 1 else record_key(values)
+
+    def _prepare(self, rows: Sequence[Record], request: ReadRequest) -> list[Item]:
+        self.mapper.start_batch()
+        policy = self.config.effective_error_handling.onValidationError
+        by_key: dict[str, Item] = {}
+        for row in rows:
+            rid = self._record_id(row)
+            mapped, problems = self.mapper.map(row)
+            problems += self.validator.check(rid, mapped, row)
+            key_fields = self.key if not self.append else self.source_id
+            key_source = row if self.append else mapped
+            key_values = tuple(key_source.get(k) for k in key_fields)
+            if any(v is None for v in key_values):
+                self.key_unknown += 1
+                self.result.errored += 1
+                on_key = [p for p in problems if p.field in key_fields]
+                for p in on_key:  # the reason the key is missing, e.g. a failed cast
+                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+                if not on_key:
+                    self.result.error(
+                        f"no value for the match key ({', '.join(key_fields)})",
+                        record_id=rid, field_name=key_fields[0], code="KEY_MISSING",
+                    )
+                continue
+            key = record_key(key_values)
+            if problems:
+                for p in problems:
+                    self.result.error(p.message, record_id=rid, field_name=p.field, code=p.code)
+                if policy == "fail":
+                    first = problems[0]
+                    raise RunFailed(
+                        f"record {rid}: {first.field}: {first.message} "
+                        "(errorHandling.onValidationError is fail)", code=first.code,
+                    )
+                if policy == "skip":
+                    self.result.errored += 1
+                    continue
+                for p in problems:  # log: written anyway; a value that failed to map is null
+                    if p.code in MAPPING_CODES:
+                        mapped[p.field] = None
+            at_boundary = (
+                request.cursor_field is not None and request.lower is not None
+                and plain(row.get(CURSOR_COLUMN)) == plain(request.lower)
+            )
+            if key in by_key:
+                self.result.skipped += 1  # the later version of one key in one batch wins
+                self.result.log("debug", f"record {by_key[key].record_id} superseded by {rid}")
+            by_key[key] = Item(rid, key, key_values, mapped, "", at_boundary)
+        items = list(by_key.values())
+        fps = fingerprints([i.mapped for i in items], self.mapper.targets)
+        for item, fp in zip(items, fps, strict=True):
+            item.fp = fp
+        return items

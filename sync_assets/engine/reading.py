@@ -1,0 +1,246 @@
+"""Reading a one-way run's source: the request, incremental bounds and the high-water mark,
+pages (Arrow from a fast lane or records), the connector's missing capabilities supplied
+here (filters, shards), and serial or parallel passes over the pages."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from .. import filters as objectql
+from ..connectors.base import (
+    CURSOR_COLUMN,
+    ConnectorError,
+    ReadRequest,
+    Record,
+    shard_of,
+)
+from .bulk import Bulk
+from .common import Progress, RunFailed
+from .records import plain
+
+
+class Reading:
+    """The read side of SyncRun."""
+
+    def _request(self, cursor: Any) -> ReadRequest:
+        cfg = self.config
+        ctf = cfg.changeTrackingField
+        if ctf and ctf not in self.mapper.source.fields:
+            raise ConnectorError(
+                f"changeTrackingField '{ctf}' is not a column of {self.source.display}"
+            )
+        try:
+            filt = objectql.parse_filter(cfg.source.filters) if cfg.source.filters else None
+        except objectql.FilterError as exc:
+            raise RunFailed(str(exc), code="CONFIG") from None
+        incremental = bool(ctf) and cfg.syncMode in ("incremental", "realtime")
+        columns = list(dict.fromkeys([
+            *self.mapper.source_fields, *self.validator.source_fields(self.mapper.available),
+            *self.source_id, *([ctf] if ctf else []),
+        ]))
+        return ReadRequest(
+            columns=columns,
+            order_by=[ctf, *self.source_id] if incremental and ctf else self.source_id,
+            batch_size=cfg.batchSize,
+            filter=filt,
+            cursor_field=ctf if incremental else None,
+            lower=cursor if incremental else None,
+            shard=self.shard,
+        )
+
+    def _read_and_write(self, cursor: Any) -> None:
+        request = self._request(cursor)
+        ctf = self.config.changeTrackingField
+        if request.cursor_field is not None:
+            # The high-water mark bounds this run: what changes during it is the next run's.
+            upper = self.source.high_water_mark(request.cursor_field, request)
+            request = ReadRequest(**{**request.__dict__, "upper": upper})
+            start = "the start" if cursor is None else plain(cursor)
+            self.result.log("info", f"incremental read on {ctf} from {start} to {plain(upper)}")
+        else:
+            self.result.log("info", f"reading all of {self.source.display}")
+        self.cursor_at_end = None
+        if (self.bulk_load and request.cursor_field is not None and request.lower is None
+                and request.upper is not None and self._bulk_writers()):
+            # A first load reads in the source key's order: a walk in storage order, not one
+            # through the change-tracking index. Pages are then not in cursor order, so the
+            # cursor moves once, to the high-water mark, when every page is in; a run that
+            # stops before reads again and finds the written pages in its state.
+            self.cursor_at_end = request.upper
+            request = ReadRequest(**{**request.__dict__, "order_by": self.source_id})
+        read = self._read_pass(request)
+        if self.cursor_at_end is not None:
+            with self.state_host.transaction() as sconn:
+                self.state.save_cursor(sconn, self.cursor_at_end)
+            self._advanced(self.cursor_at_end)
+            self.cursor_at_end = None
+        if request.cursor_field is not None:
+            # Rows without a change-tracking value cannot be ordered by the cursor: every
+            # incremental run reads them, and their fingerprints skip the unchanged ones.
+            nulls = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
+                                   "upper": None, "order_by": self.source_id,
+                                   "null_cursor": request.cursor_field})
+            unordered = self._read_pass(nulls, offset=read)
+            if unordered:
+                self.result.log("info", f"read {unordered} records whose {ctf} is null")
+            read += unordered
+        self.result.log("info", f"read {read} records from {self.source.display}")
+
+    def _parallel_workers(self) -> int:
+        """optimization.parallelBatches: concurrent batch writers where the destination
+        takes concurrent writers (not SQLite: one writer at a time)."""
+        if not self.config.effective_optimization.parallelBatches or self.options.dry_run:
+            return 0
+        writers = self.dest.capabilities.concurrent_writers
+        if writers <= 1:
+            if not getattr(self, "_told_serial", False):
+                self._told_serial = True
+                self.result.log("info", f"parallelBatches: {self.dest.display} takes one "
+                                        "writer at a time; batches are written one after "
+                                        "another")
+            return 0
+        return writers
+
+    def _read_pass(self, request: ReadRequest, offset: int = 0) -> int:
+        workers = self._parallel_workers()
+        if workers:
+            return self._read_pass_parallel(request, offset, workers)
+        read = 0
+        # first-load pages written from Arrow by concurrent writers, settled in page order
+        pending: deque[tuple[Future[bool], pa.Table, Bulk, Any]] = deque()
+        writers = self._bulk_writers()
+
+        def settle(block: bool) -> None:
+            while pending and (block or pending[0][0].done() or len(pending) > writers):
+                future, page, bulk, cursor = pending.popleft()
+                if future.result():
+                    self._bulk_done(bulk, cursor)
+                else:  # refused as a whole: the record path applies errorHandling
+                    self._record_page(page.to_pylist(), request)
+
+        with ThreadPoolExecutor(max_workers=max(writers, 1),
+                                thread_name_prefix="sync-write") as pool:
+            try:
+                for page in self._pages(request):
+                    if isinstance(page, list):
+                        settle(block=True)
+                        self._record_page(page, request)
+                        read += len(page)
+                        self._report(offset + read)
+                        continue
+                    bulk = self._bulk_prepare(page) if writers else None
+                    if bulk is None:
+                        settle(block=True)
+                        self._record_page(page.to_pylist(), request)
+                    else:
+                        cursor = (page.column(CURSOR_COLUMN)[page.num_rows - 1].as_py()
+                                  if self._page_cursors(request) else None)
+                        if writers == 1:  # written here, the cursor in its transaction
+                            if self._bulk_write(bulk, cursor):
+                                self._bulk_done(bulk, cursor, cursor_saved=True)
+                            else:
+                                self._record_page(page.to_pylist(), request)
+                        else:
+                            pending.append((pool.submit(self._bulk_write, bulk), page, bulk,
+                                            cursor))
+                        if not self.dest_exists:  # the first page creates the table, alone
+                            settle(block=True)
+                    settle(block=False)
+                    read += page.num_rows
+                    self._report(offset + read)
+                settle(block=True)
+            except BaseException:
+                for future, *_ in pending:
+                    future.cancel()
+                raise
+        return read
+
+    def _page_cursors(self, request: ReadRequest) -> bool:
+        """Whether each page carries the cursor past it (pages in cursor order)."""
+        return request.cursor_field is not None and self.cursor_at_end is None
+
+    def _record_page(self, rows: Sequence[Record], request: ReadRequest) -> None:
+        items = self._prepare(rows, request)
+        last_cursor = rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request) else None
+        self._write_with_policy(items, last_cursor)
+
+    def _pages(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any]:
+        """The source's pages: Arrow tables from its fast lane where the mapping only
+        renames and no validation rule needs the records (or only keys are read), else
+        records, with the filter and shard applied here where the source cannot."""
+        lane = not self.options.dry_run and (
+            keys_only or (self.mapper.renames is not None and self.validator.empty))
+        pages = self.source.read_arrow(request, keys_only) if lane else None
+        if pages is not None:
+            return pages
+        return self._fallbacks(request, self.source.read_batches(request))
+
+    def _fallbacks(self, request: ReadRequest, pages: Iterator[list[Record]]
+                   ) -> Iterator[list[Record]]:
+        caps = self.source.capabilities
+        need_filter = request.filter is not None and not caps.filter_pushdown
+        need_shard = request.shard is not None and not caps.shards
+        if not (need_filter or need_shard):
+            return pages
+
+        def kept(page: list[Record]) -> list[Record]:
+            out = page
+            if need_filter:
+                out = [r for r in out if objectql.evaluate_filter(request.filter, r)]
+            if need_shard and request.shard is not None:
+                columns, index, count = request.shard
+                out = [r for r in out if shard_of(count, *(r.get(c) for c in columns)) == index]
+            return out
+
+        # A page filtered down to nothing still tells the reader to go on: keep the pages.
+        return (kept(page) for page in pages)
+
+    def _report(self, read: int) -> None:
+        if self.options.progress:
+            self.options.progress(Progress(self.config.name, read, None, self.result))
+
+    def _read_pass_parallel(self, request: ReadRequest, offset: int, workers: int) -> int:
+        """Batches are written concurrently, each in its own transaction with its records'
+        state; the cursor only advances past a batch once it and every earlier batch have
+        committed, so a crash never skips an unwritten batch."""
+        read = 0
+        pending: deque[tuple[Future[None], Any]] = deque()
+
+        def settle(block: bool) -> None:
+            while pending and (block or pending[0][0].done() or len(pending) > 2 * workers):
+                future, cursor = pending.popleft()
+                future.result()  # re-raises a failed batch: the cursor stays before it
+                if cursor is not None:
+                    with self.state_host.transaction() as sconn:
+                        self.state.save_cursor(sconn, cursor)
+                    self.result.cursor = cursor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync-batch") as pool:
+            try:
+                for rows in self._fallbacks(request, self.source.read_batches(request)):
+                    read += len(rows)
+                    items = self._prepare(rows, request)
+                    cursor = (rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request)
+                              else None)
+                    if not self.dest_exists:  # the first batch creates the table, alone
+                        self._write_with_policy(items, cursor)
+                    else:
+                        pending.append((pool.submit(self._write_with_policy, items, None),
+                                        cursor))
+                    settle(block=False)
+                    self._report(offset + read)
+                settle(block=True)
+            except BaseException:
+                for future, _ in pending:
+                    future.cancel()
+                raise
+        return read
+
+    def _advanced(self, cursor: Any) -> None:
+        if cursor is not None:
+            self.result.cursor = cursor
