@@ -26,6 +26,7 @@ _SA_TYPES = {"integer": sa.Integer, "text": sa.Text, "datetime": sa.DateTime,
 
 class SqlPeer:
     transactional = True
+    people = "people"  # the record set the contract suite writes and reads
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
@@ -94,6 +95,7 @@ class SqlPeer:
 
 class MemoryPeer:
     transactional = False
+    people = "people"
 
     def __init__(self, store_name: str) -> None:
         self.name = "memory"

@@ -1,9 +1,11 @@
 """One contract suite over every connector (as dlt runs one suite over its destinations).
 
 Each test runs the same sync against each peer (tests/contract_peers.py): SQLite and
-PostgreSQL (transactional SQL, state beside the data) and the in-memory connector (no
+PostgreSQL (transactional SQL, state beside the data), the in-memory connector (no
 transactions, no filter pushdown, batches of at most 50, per-record refusals, state in the
-project's state database). The same config must give the same rows and the same counts.
+project's state database) and the real ObjectStack server through its REST API (no
+transactions, ObjectQL pushdown, server-stamped `updated_at`, its own validation rules, 429s
+from a proxy in front of it). The same config must give the same rows and the same counts.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ from sync_assets.engine import run
 
 from contract_peers import FIELDS, MemoryPeer, SqlPeer
 from engine_helpers import counts, create_table, delete, errors, insert, status, update
+from objectstack_harness import objectstack_server  # noqa: F401  (a fixture)
+from objectstack_peer import ObjectStackPeer
 
 T0 = datetime(2024, 1, 1, 10, 0, 0)
 PERSON = {"email": "text", "name": "text", "score": "integer", "updated_at": "datetime"}
 _stores = iter(range(1_000_000))
 
 
-@pytest.fixture(params=["sqlite", "postgres", "memory"])
+@pytest.fixture(params=["sqlite", "postgres", "memory", "objectstack"])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "sqlite":
+    if request.param == "objectstack":
+        # the real server, through a proxy that can answer 429; its object `person` emptied
+        found = ObjectStackPeer(request.getfixturevalue("objectstack_server"))
+        found.create(found.people, PERSON, ["email"])
+        yield found
+        found.close()
+    elif request.param == "sqlite":
         yield SqlPeer("sqlite", f"sqlite:///{tmp_path}/peer.db")
     elif request.param == "postgres":
         yield SqlPeer("postgres", request.getfixturevalue("pg_url"))
@@ -41,6 +51,11 @@ def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield MemoryPeer(name)
         memory.drop_store(name)
     dispose_engines()
+
+
+def held(peer: Any) -> list[dict[str, Any]]:
+    """What the peer's record set holds, in the suite's fields, by email."""
+    return peer.rows(peer.people, FIELDS, "email")
 
 
 def person(i: int, **values: Any) -> dict[str, Any]:
@@ -74,7 +89,7 @@ def project(tmp_path: Path, peer: Any, **sync: Any) -> Any:
     config = {
         "name": "people",
         "source": {"object": "person"},
-        "destination": {"connectorInstanceId": "peer", "externalResource": "people",
+        "destination": {"connectorInstanceId": "peer", "externalResource": peer.people,
                         "operation": "upsert", "matchKey": ["email"],
                         "mapping": {f: f for f in FIELDS}},
         "batchSize": 7,
@@ -107,10 +122,10 @@ def test_upsert_inserts_then_updates_only_what_changed(tmp_path: Path, peer: Any
     seed_source(tmp_path, 20)
     proj = project(tmp_path, peer)
     assert counts(sync(proj)) == {"processed": 20, "inserted": 20}
-    assert peer.rows("people") == expected(*range(1, 21))
+    assert held(peer) == expected(*range(1, 21))
     update(SRC.format(tmp_path), "person", {"id": 3}, {"name": "three"})
     assert counts(sync(proj)) == {"processed": 20, "updated": 1, "skipped": 19}
-    assert peer.rows("people") == expected(*range(1, 21), p3={"name": "three"})
+    assert held(peer) == expected(*range(1, 21), p3={"name": "three"})
 
 
 def test_insert_by_match_key_writes_each_record_once(tmp_path: Path, peer: Any) -> None:
@@ -119,33 +134,33 @@ def test_insert_by_match_key_writes_each_record_once(tmp_path: Path, peer: Any) 
     assert counts(sync(proj)) == {"processed": 12, "inserted": 12}
     update(SRC.format(tmp_path), "person", {"id": 3}, {"name": "three"})
     assert counts(sync(proj)) == {"processed": 12, "skipped": 12}
-    assert peer.rows("people") == expected(*range(1, 13))
+    assert held(peer) == expected(*range(1, 13))
 
 
 def test_update_changes_existing_records_and_skips_missing(tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 6)
-    peer.create("people", PERSON, ["email"], [person(2, name="old"), person(5, name="old")])
+    peer.create(peer.people, PERSON, ["email"], [person(2, name="old"), person(5, name="old")])
     proj = project(tmp_path, peer, operation="update")
     assert counts(sync(proj)) == {"processed": 6, "updated": 2, "skipped": 4}
-    assert peer.rows("people") == expected(2, 5)
+    assert held(peer) == expected(2, 5)
 
 
 def test_delete_removes_the_matching_records(tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 3)
-    peer.create("people", PERSON, ["email"], [person(i) for i in (2, 3, 8, 9)])
+    peer.create(peer.people, PERSON, ["email"], [person(i) for i in (2, 3, 8, 9)])
     proj = project(tmp_path, peer, operation="delete")
     assert counts(sync(proj)) == {"processed": 3, "deleted": 2, "skipped": 1}
-    assert peer.rows("people") == expected(8, 9)
+    assert held(peer) == expected(8, 9)
 
 
 def test_sync_mirrors_away_only_what_it_created(tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 10)
-    peer.create("people", PERSON, ["email"], [person(99)])
+    peer.create(peer.people, PERSON, ["email"], [person(99)])
     proj = project(tmp_path, peer, operation="sync", syncMode="full")
     assert counts(sync(proj)) == {"processed": 10, "inserted": 10}
     delete(SRC.format(tmp_path), "person", {"id": 4})
     assert counts(sync(proj)) == {"processed": 10, "deleted": 1, "skipped": 9}
-    assert peer.rows("people") == expected(*[i for i in range(1, 11) if i != 4], 99)
+    assert held(peer) == expected(*[i for i in range(1, 11) if i != 4], 99)
 
 
 def test_the_mirror_guard_refuses_to_delete_most_records(tmp_path: Path, peer: Any) -> None:
@@ -157,9 +172,9 @@ def test_the_mirror_guard_refuses_to_delete_most_records(tmp_path: Path, peer: A
     guarded = sync(proj)
     assert status(guarded) == "failed"
     assert errors(guarded)[0]["code"] == "MASS_DELETE_GUARD"
-    assert len(peer.rows("people")) == 30
+    assert len(held(peer)) == 30
     assert counts(sync(proj, allow_mass_delete=True))["deleted"] == 20
-    assert peer.rows("people") == expected(*range(21, 31))
+    assert held(peer) == expected(*range(21, 31))
 
 
 # -- modes ---------------------------------------------------------------------------------
@@ -184,10 +199,10 @@ def test_incremental_reads_from_the_cursor_boundary_inclusive(
     insert(src, "person", [person(6, updated_at=T0)])
     again = sync(proj)
     assert counts(again) == {"processed": 1, "inserted": 1}  # boundary re-reads not counted
-    assert peer.rows("people") == expected(*range(1, 7))
+    assert held(peer) == expected(*range(1, 7))
     update(src, "person", {"id": 2}, {"score": 7, "updated_at": T0 + timedelta(hours=1)})
     assert counts(sync(proj)) == {"processed": 1, "updated": 1}
-    assert peer.rows("people") == expected(*range(1, 7), p2={"score": 7})
+    assert held(peer) == expected(*range(1, 7), p2={"score": 7})
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -196,43 +211,44 @@ def test_incremental_reads_from_the_cursor_boundary_inclusive(
 def test_refused_records_are_errored_and_the_others_written(tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 5)
     update(SRC.format(tmp_path), "person", {"id": 3}, {"score": -1})
-    peer.create("people", PERSON, ["email"], refuse_negative="score")
+    peer.create(peer.people, PERSON, ["email"], refuse_negative="score")
     proj = project(tmp_path, peer, errorHandling={"onSyncError": "skip"})
     result = sync(proj)
     assert status(result) == "partial"
     assert counts(result) == {"processed": 5, "inserted": 4, "errored": 1}
     (error,) = errors(result)
     assert error["recordId"] == "3" and error["code"] == "WRITE_ERROR"
-    assert peer.rows("people") == expected(1, 2, 4, 5)
+    assert held(peer) == expected(1, 2, 4, 5)
     # the refused record was not recorded as synced: once fixed, it is written
     update(SRC.format(tmp_path), "person", {"id": 3}, {"score": 30})
     assert counts(sync(proj)) == {"processed": 5, "inserted": 1, "skipped": 4}
-    assert peer.rows("people") == expected(1, 2, 3, 4, 5)
+    assert held(peer) == expected(1, 2, 3, 4, 5)
 
 
 def test_transient_errors_are_retried_and_nothing_is_doubled(
         tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 10)
-    peer.create("people", PERSON, ["email"])
+    peer.create(peer.people, PERSON, ["email"])
     proj = project(tmp_path, peer, retry={"maxAttempts": 3, "backoffMs": 0})
     sleeps: list[float] = []
     with peer.faults(2, retry_after=0.25):
         result = sync(proj, sleep=sleeps.append)
     assert status(result) == "completed"
     assert counts(result) == {"processed": 10, "inserted": 10}
-    assert peer.rows("people") == expected(*range(1, 11))
-    # a Retry-After is waited for where the system sends one
-    assert sleeps == ([0.25, 0.25] if isinstance(peer, MemoryPeer) else [0.0, 0.0])
+    assert held(peer) == expected(*range(1, 11))
+    # a Retry-After is waited for where the system sends one; the ObjectStack client retries
+    # 429s itself (honouring Retry-After) before the engine sees a failure
+    assert sleeps == {MemoryPeer: [0.25, 0.25], ObjectStackPeer: []}.get(type(peer), [0.0, 0.0])
 
 
 def test_transient_errors_past_the_retries_fail_the_run(tmp_path: Path, peer: Any) -> None:
     seed_source(tmp_path, 10)
-    peer.create("people", PERSON, ["email"])
+    peer.create(peer.people, PERSON, ["email"])
     proj = project(tmp_path, peer, retry={"maxAttempts": 1, "backoffMs": 0})
-    with peer.faults(5):
+    with peer.faults(30, retry_after=0):
         result = sync(proj)
     assert status(result) == "failed"
-    assert peer.rows("people") == []
+    assert held(peer) == []
     assert counts(sync(proj)) == {"processed": 10, "inserted": 10}
 
 
@@ -240,11 +256,11 @@ def test_transient_errors_past_the_retries_fail_the_run(tmp_path: Path, peer: An
 
 
 def test_reading_the_peer_incrementally_with_a_filter(tmp_path: Path, peer: Any) -> None:
-    peer.create("people", PERSON, ["email"], [person(i) for i in range(1, 13)])
+    peer.create(peer.people, PERSON, ["email"], [person(i) for i in range(1, 13)])
     create_table(f"sqlite:///{tmp_path}/objectstack.db", "unused", [sa.Column("x", sa.Integer)])
     proj = project(
         tmp_path, peer,
-        source={"connectorInstanceId": "peer", "externalResource": "people",
+        source={"connectorInstanceId": "peer", "externalResource": peer.people,
                 "filters": {"score": {"$gte": 50}}},
         destination={"connectorInstanceId": "warehouse", "externalResource": "people",
                      "operation": "upsert", "matchKey": ["email"],
@@ -253,7 +269,7 @@ def test_reading_the_peer_incrementally_with_a_filter(tmp_path: Path, peer: Any)
     assert counts(sync(proj)) == {"processed": 8, "inserted": 8}
     warehouse = SqlPeer("sqlite", f"sqlite:///{tmp_path}/wh.db")
     assert warehouse.rows("people") == expected(*range(5, 13))
-    peer.change("people", {"email": "p7@x.io"},
+    peer.change(peer.people, {"email": "p7@x.io"},
                 {"name": "seven", "updated_at": T0 + timedelta(hours=2)})
     assert counts(sync(proj)) == {"processed": 1, "updated": 1}
     assert warehouse.rows("people") == expected(*range(5, 13), p7={"name": "seven"})
@@ -266,9 +282,9 @@ def test_two_way_changes_flow_both_ways_without_echoes(tmp_path: Path, peer: Any
     seed_source(tmp_path, 8)
     proj = project(tmp_path, peer, direction="bidirectional", conflictResolution="source_wins")
     assert counts(sync(proj)) == {"processed": 8, "inserted": 8}
-    peer.change("people", {"email": "p2@x.io"}, {"name": "two"})
+    peer.change(peer.people, {"email": "p2@x.io"}, {"name": "two"})
     assert counts(sync(proj)) == {"processed": 8, "updated": 1, "skipped": 7}
     with sa.create_engine(SRC.format(tmp_path)).connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM person WHERE id = 2")).scalar() == "two"
     assert counts(sync(proj)) == {"processed": 8, "skipped": 8}  # no echo of its own writes
-    assert peer.rows("people") == expected(*range(1, 9), p2={"name": "two"})
+    assert held(peer) == expected(*range(1, 9), p2={"name": "two"})

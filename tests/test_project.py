@@ -295,3 +295,56 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path: Path) -> None
     bad = "name: s\nsource: {}\ndestination: {object: b, operation: insert}\n"
     message = problems(tmp_path, ("a.yaml", bad), ("b.yaml", bad.replace("name: s", "name: t")))
     assert message.count("needs `object`") == 2
+
+
+# -- keys that cannot apply to a sync's direction or systems ------------------------------
+
+
+def test_delete_cannot_run_bidirectionally(tmp_path: Path) -> None:
+    body = ("{name: a, direction: bidirectional, source: {object: contact}, destination: "
+            "{connectorInstanceId: warehouse, externalResource: c, operation: delete, "
+            "matchKey: [email]}}")
+    assert problems(tmp_path, ("p.yaml", one_sync(body))) == (
+        "p.yaml:4: syncs[0].destination.operation: delete cannot run bidirectionally (it "
+        "would delete on one side what the other holds); use sync to propagate deletes both "
+        "ways, or direction push or pull"
+    )
+
+
+def test_an_append_into_a_system_without_transactions_is_refused(tmp_path: Path) -> None:
+    text = ("connectors:\n  crm: {type: objectstack, url: 'http://127.0.0.1:9', apiKey: k}\n"
+            "syncs:\n  - {name: a, source: {object: contact}, destination: "
+            "{connectorInstanceId: crm, externalResource: contact, operation: insert}}\n")
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].destination.matchKey: insert without matchKey appends, which the "
+        "system written to cannot make exactly-once (it keeps no sync state in its own "
+        "transactions): give a matchKey, e.g. an external id or an email"
+    )
+
+
+def test_an_append_into_a_database_is_fine(tmp_path: Path) -> None:
+    body = ("{name: a, source: {object: contact}, destination: {connectorInstanceId: "
+            "warehouse, externalResource: c, operation: insert}}")
+    write(tmp_path, "p.yaml", one_sync(body))
+    assert list(load_project(tmp_path, env=ENV).syncs) == ["a"]
+
+
+def test_a_pull_says_its_source_filters_have_no_effect(tmp_path: Path) -> None:
+    body = ("{name: a, direction: pull, source: {object: contact, filters: {status: active}}, "
+            "destination: {connectorInstanceId: warehouse, externalResource: c, "
+            "operation: upsert, matchKey: [email]}, changeTrackingField: updated_at}")
+    write(tmp_path, "p.yaml", one_sync(body))
+    notices = [(n.path, n.message) for n in load_project(tmp_path, env=ENV).notices]
+    assert notices == [("syncs[0].source.filters", "source.filters has no effect: this sync "
+                        "reads the destination side and writes the source side")]
+
+
+def test_a_pull_whose_cursor_has_no_counterpart_says_it_reads_all(tmp_path: Path) -> None:
+    body = ("{name: a, direction: pull, source: {object: contact}, destination: "
+            "{connectorInstanceId: warehouse, externalResource: c, operation: upsert, "
+            "matchKey: [email], mapping: {email: Email}}, changeTrackingField: updated_at}")
+    write(tmp_path, "p.yaml", one_sync(body))
+    notices = [(n.path, n.message) for n in load_project(tmp_path, env=ENV).notices]
+    assert notices == [("syncs[0].changeTrackingField", "'updated_at' has no counterpart on "
+                        "the destination side (a field mapped by a rename), so every run "
+                        "reads the destination whole and writes only what changed")]

@@ -302,9 +302,12 @@ def test_a_value_a_cannot_store_fails_the_run_with_a_result(sides: Urls,
         conn.execute(text_rows.insert(), [
             {"Email": "a@x", "Name": "Ann", "Phone": "1", "Updated": "last Tuesday-ish"}])
     proj = make_project(tmp_path, urls, twoway_sync("latest_wins"))
-    result = run(proj, "contacts")
+    waits: list[float] = []
+    result = run(proj, "contacts", sleep=waits.append)
     assert status(result) in ("failed", "partial") and errors(result), result.to_spec()
     assert side_rows(urls[0], "A") == []
+    # the default errorHandling (onSyncError: retry) retries as a push does: 3 x 30 s
+    assert waits == [30.0, 30.0, 30.0]
 
 
 def test_a_record_created_on_b_outside_the_source_filter_is_not_deleted(

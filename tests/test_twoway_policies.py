@@ -137,3 +137,59 @@ def test_the_change_log_records_writes_to_both_sides(tmp_path: Path) -> None:
     _, _, before, after = log[-1]
     assert json.loads(before) == {"email": "p2@x.io", "first_name": "n2", "score": 2}
     assert json.loads(after) == {"email": "p2@x.io", "first_name": "two", "score": 2}
+
+
+def pull_project(root: Path, **sync: Any) -> Any:
+    """External `people` (3 rows, p2 without a first name) pulled into the ObjectStack
+    object `person` (empty, ids its own)."""
+    root.mkdir()
+    create_table(f"sqlite:///{root}/objectstack.db", "person", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("email", sa.Text, unique=True), sa.Column("first_name", sa.Text),
+        sa.Column("score", sa.Integer)])
+    peer = SqlPeer("sqlite", f"sqlite:///{root}/wh.db")
+    peer.create("people", {"email": "text", "first_name": "text", "score": "integer"},
+                ["email"], [{"email": f"p{i}@x.io", "first_name": None if i == 2 else f"n{i}",
+                             "score": i} for i in (1, 2, 3)])
+    config = {"name": "people", "direction": "pull", "source": {"object": "person"},
+              "destination": {"connectorInstanceId": "wh", "externalResource": "people",
+                              "operation": "upsert", "matchKey": ["email"],
+                              "mapping": {f: f for f in FIELDS}}, **sync}
+    (root / "p.yaml").write_text(yaml.safe_dump({
+        "objectstack": {"url": f"sqlite:///{root}/objectstack.db"},
+        "connectors": {"wh": {"type": "sql", "url": peer.url}}, "syncs": [config]}))
+    return load_project(root / "p.yaml", env={})
+
+
+def pulled(root: Path) -> list[str]:
+    with sa.create_engine(f"sqlite:///{root}/objectstack.db").connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT email FROM person ORDER BY email"))]
+
+
+def test_a_pull_applies_validation_to_what_it_writes(tmp_path: Path) -> None:
+    proj = pull_project(tmp_path / "skip", **REQUIRED,
+                        errorHandling={"onValidationError": "skip"})
+    result = run(proj, "people")
+    assert counts(result) == {"processed": 3, "inserted": 2, "errored": 1}
+    assert [(e["recordId"], e["code"]) for e in errors(result)] == [("p2@x.io", "REQUIRED")]
+    assert pulled(tmp_path / "skip") == ["p1@x.io", "p3@x.io"]
+
+
+def test_a_pull_fails_on_an_invalid_record_when_told_to(tmp_path: Path) -> None:
+    proj = pull_project(tmp_path / "fail", **REQUIRED,
+                        errorHandling={"onValidationError": "fail"})
+    assert status(run(proj, "people")) == "failed"
+    assert pulled(tmp_path / "fail") == []
+
+
+def test_a_pulls_realtime_token_watches_the_side_it_reads(tmp_path: Path) -> None:
+    from sync_assets.engine.observe import change_token
+
+    proj = pull_project(tmp_path / "p")
+    before = change_token(proj, "people")
+    with sa.create_engine(f"sqlite:///{tmp_path}/p/objectstack.db").begin() as conn:
+        conn.execute(sa.text("INSERT INTO person (email) VALUES ('written@x.io')"))
+    assert change_token(proj, "people") == before  # the side it writes: no run needed
+    with sa.create_engine(f"sqlite:///{tmp_path}/p/wh.db").begin() as conn:
+        conn.execute(sa.text("INSERT INTO people (email) VALUES ('p9@x.io')"))
+    assert change_token(proj, "people") != before

@@ -4,6 +4,8 @@ from .base import (
     BatchRefused,
     Capabilities,
     ConnectorError,
+    ConnectorSettingsBase,
+    ConnectorType,
     Description,
     Endpoint,
     FieldInfo,
@@ -12,10 +14,9 @@ from .base import (
     TransientError,
     WriteResult,
 )
-from .registry import ConnectorType, connector_type, connector_types, register
+from .registry import connector_type, connector_types, register
 from .settings import (
     ConnectorSettings,
-    ConnectorSettingsBase,
     ObjectStackSettings,
     SqlConnectorSettings,
     StateSettings,

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from ..filters import FilterNode
 
@@ -273,6 +275,33 @@ class Endpoint(ABC):
     def change_token(self, filter: FilterNode | None, cursor_field: str | None) -> Any:
         """A value that changes when the records within the filter change."""
         raise ConnectorError(f"{self.display} cannot report changes")
+
+
+# -- the plugin side: how a project names a connector --------------------------------------
+class ConnectorSettingsBase(BaseModel):
+    """Settings of a connector instance: strict (unknown keys are typos), frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class ConnectorType:
+    """One kind of system a sync can name."""
+
+    name: str
+    #: the settings of an instance (its `type` field is this connector's name)
+    settings: type[BaseModel]
+    #: (settings, externalResource, display name) -> the record set as an Endpoint
+    open: Callable[[Any, str, str], Endpoint]
+    #: settings -> Dagster kinds (e.g. {"postgres"}), never derived from secrets
+    kinds: Callable[[Any], set[str]] = field(default=lambda _settings: set())
+    #: one line for error messages and docs
+    summary: str = ""
+    #: what `externalResource` names, for the error when it is missing
+    resource_hint: str = "the record set to use"
+    #: whether an `insert` without matchKey (an append) can be exactly-once: only where sync
+    #: state commits in the system's own transactions (checked when a project loads)
+    appends_exactly_once: bool = False
 
 
 class _NoTransaction(AbstractContextManager[None]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import ConnectorType, register
+from .base import ConnectorType
 from .settings import SqlConnectorSettings
 
 _SQL_KINDS = {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite",
@@ -25,14 +25,15 @@ def _open_sql(settings: SqlConnectorSettings, resource: str, display: str) -> An
                     display=display, engine_options=settings.engine_options)
 
 
-SQL = register(ConnectorType(
+SQL = ConnectorType(
     name="sql",
     settings=SqlConnectorSettings,
     open=_open_sql,
     kinds=lambda s: {sql_kind(s.url.get_secret_value())},
     summary="any database SQLAlchemy reaches (url, schema, engineOptions)",
     resource_hint="the table to use, optionally as schema.table",
-))
+    appends_exactly_once=True,
+)
 
 
 def _open_memory(settings: Any, resource: str, display: str) -> Any:
@@ -47,14 +48,14 @@ def _memory_settings() -> type:
     return MemorySettings
 
 
-MEMORY = register(ConnectorType(
+MEMORY = ConnectorType(
     name="memory",
     settings=_memory_settings(),
     open=_open_memory,
     kinds=lambda s: {"memory"},
     summary="record sets held in this process (store); for tests and examples",
     resource_hint="the record set to use",
-))
+)
 
 
 def _open_objectstack(settings: Any, resource: str, display: str) -> Any:
@@ -69,11 +70,14 @@ def _objectstack_settings() -> type:
     return ObjectStackRestSettings
 
 
-OBJECTSTACK = register(ConnectorType(
+OBJECTSTACK = ConnectorType(
     name="objectstack",
     settings=_objectstack_settings(),
     open=_open_objectstack,
     kinds=lambda s: {"objectstack"},
     summary="an ObjectStack server's REST data API (url, apiKey)",
     resource_hint="the ObjectStack object to use (its name, e.g. contact)",
-))
+)
+
+#: registered by registry.py before any plugin (a plugin may replace one by its name)
+BUILTIN = (SQL, MEMORY, OBJECTSTACK)

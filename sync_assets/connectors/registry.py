@@ -13,33 +13,12 @@ callables returning one):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
 
-from pydantic import BaseModel
-
-from .base import ConnectorError, Endpoint
+from . import builtin
+from .base import ConnectorError, ConnectorType
 
 ENTRY_POINT_GROUP = "sync_assets.connectors"
-
-
-@dataclass(frozen=True)
-class ConnectorType:
-    """One kind of system a sync can name."""
-
-    name: str
-    #: the settings of an instance (its `type` field is this connector's name)
-    settings: type[BaseModel]
-    #: (settings, externalResource, display name) -> the record set as an Endpoint
-    open: Callable[[Any, str, str], Endpoint]
-    #: settings -> Dagster kinds (e.g. {"postgres"}), never derived from secrets
-    kinds: Callable[[Any], set[str]] = field(default=lambda _settings: set())
-    #: one line for error messages and docs
-    summary: str = ""
-    #: what `externalResource` names, for the error when it is missing
-    resource_hint: str = "the record set to use"
 
 
 _TYPES: dict[str, ConnectorType] = {}
@@ -67,8 +46,8 @@ def _load() -> None:
         if _LOADED:
             return
         _LOADED = True
-    from . import builtin  # noqa: F401  (registers the built-in types)
-
+    for connector in builtin.BUILTIN:
+        register(connector)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             found = ep.load()

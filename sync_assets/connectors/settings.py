@@ -10,11 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-
-class ConnectorSettingsBase(BaseModel):
-    """Settings of a connector instance: strict (unknown keys are typos), frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .base import ConnectorSettingsBase
 
 
 class _Settings(BaseModel):

@@ -9,76 +9,23 @@ tables and casts. Constants, lookups and expressions flow one way only.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Any
 
-from ..spec import DataSyncConfig, FieldMapping
+from ..spec import DataSyncConfig
+from ..spec.flow import (
+    Side,
+    flows,
+    inverse_map,
+    is_reversed,
+    one_way_notices,
+    one_way_reason,
+    push_flow,
+    resolve_match_key,
+)
 from ..spec.mapping import CastTransform, MapTransform
-from .records import plain
 
-Side = Literal["source", "destination"]
-
-
-def push_flow(config: DataSyncConfig) -> tuple[Side, Side]:
-    """(read side, written side) of a push."""
-    source_is_objectstack = config.source.object is not None
-    destination_is_objectstack = config.destination.object is not None
-    if destination_is_objectstack and not source_is_objectstack:
-        return "destination", "source"
-    return "source", "destination"
-
-
-def flows(config: DataSyncConfig) -> list[tuple[Side, Side]]:
-    """The (read, write) flows a sync runs: one for push or pull, both for bidirectional."""
-    push = push_flow(config)
-    pull = (push[1], push[0])
-    return {"push": [push], "pull": [pull], "bidirectional": [push, pull]}[config.direction]
-
-
-def is_reversed(flow: tuple[Side, Side]) -> bool:
-    return flow[0] == "destination"
-
-
-def inverse_map(mappings: dict[str, Any]) -> dict[str, Any] | None:
-    """The inverse of a `map` table when it is one-to-one over scalars, else None."""
-    inverse: dict[str, Any] = {}
-    for key, value in mappings.items():
-        if isinstance(value, dict | list):
-            return None
-        text = value if isinstance(value, str) else json.dumps(plain(value))
-        if text in inverse:
-            return None
-        inverse[text] = key
-    return inverse
-
-
-def one_way_reason(m: FieldMapping) -> str | None:
-    """Why a mapping entry cannot flow destination -> source, or None when it can."""
-    t = m.transform
-    if t is None or isinstance(t, CastTransform):
-        return None
-    if isinstance(t, MapTransform):
-        return None if inverse_map(t.mappings) is not None else "its map is not one-to-one"
-    return {"constant": "it is a constant", "lookup": "it is a lookup",
-            "javascript": "it is an expression"}[t.type]
-
-
-def one_way_notices(config: DataSyncConfig) -> list[str]:
-    """Load-time notices for fields that cannot flow backwards in a pull or two-way sync."""
-    if config.direction == "push" and not is_reversed(push_flow(config)):
-        return []
-    if config.direction == "pull" and is_reversed(push_flow(config)):
-        return []
-    out = []
-    for i, m in enumerate(config.destination.field_mappings()):
-        reason = one_way_reason(m)
-        if reason:
-            out.append(
-                f"destination.mapping[{i}] ({m.source} -> {m.target}) flows "
-                f"{m.source} -> {m.target} only: {reason}"
-            )
-    return out
-
+__all__ = ["Side", "flows", "inverse_map", "is_reversed", "one_way_notices", "one_way_reason",
+           "push_flow", "reverse_entries", "reversed_config"]
 
 _CAST_OF_KIND = {"boolean": "boolean", "integer": "number", "decimal": "number",
                  "float": "number", "date": "date", "text": "string"}
@@ -119,8 +66,6 @@ def reversed_config(config: DataSyncConfig, source_kinds: dict[str, Any] | None 
     back = {e["source"]: e["target"] for e in entries}
     data = config.to_spec()
     src, dst = config.source, config.destination
-    from ..project.checks import resolve_match_key
-
     match_key = []
     for name in dst.matchKey or []:
         fields = resolve_match_key(config, name)
@@ -136,10 +81,15 @@ def reversed_config(config: DataSyncConfig, source_kinds: dict[str, Any] | None 
     if match_key:
         new_dest["matchKey"] = match_key
     ctf = config.changeTrackingField
-    forward = {m.source: m.target for m in dst.field_mappings() if m.transform is None}
+    mappings = dst.field_mappings()
+    # without a mapping every field keeps its name, the change-tracking field too
+    forward = ({m.source: m.target for m in mappings if m.transform is None} if mappings
+               else {ctf: ctf} if ctf else {})
     data.update(source=new_source, destination=new_dest, direction="push")
     data.pop("changeTrackingField", None)
     if ctf and ctf in forward:
         data["changeTrackingField"] = forward[ctf]
-    data.pop("validation", None)  # rules name the push side's fields
+    # `validation` stays: its rules name destination fields, which the reversed flow reads as
+    # its source record, so they apply to what the pull writes (resolve_names keeps a name
+    # the reversed mapping does not know, and the validator finds it in the source record)
     return DataSyncConfig.model_validate(data)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..connectors.base import Description, FieldInfo, Record
 from ..spec import DataSyncConfig, FieldMapping
+from ..spec.flow import resolve_match_key
 from ..spec.mapping import (
     CastTransform,
     ConstantTransform,
@@ -255,8 +256,6 @@ def resolve_names(
     config: DataSyncConfig, names: Sequence[str], targets: Sequence[str]
 ) -> list[str]:
     """matchKey-style names (source or destination fields) as destination fields."""
-    from ..project.checks import resolve_match_key
-
     out = []
     for name in names:
         found = resolve_match_key(config, name) if config.destination.mapping else (

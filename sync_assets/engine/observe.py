@@ -1,5 +1,5 @@
-"""Cheap questions about a sync's endpoints, for sensors and metadata: did the source change,
-how many rows does the destination hold."""
+"""Cheap questions about a sync's endpoints, for sensors and metadata: did the side it reads
+change, how many rows does the destination hold."""
 
 from __future__ import annotations
 
@@ -7,22 +7,30 @@ import json
 
 from .. import filters as objectql
 from ..project import Project
+from .direction import flows, reversed_config
 from .endpoints import open_endpoint
 from .records import plain
 
 
 def change_token(project: Project, sync_name: str) -> str:
-    """A value that changes when the source's records (within the filter) change.
+    """A value that changes when the records the sync reads change: the source's (within
+    its filter) for a push, the destination side's for a pull, both for a two-way sync.
 
-    With a changeTrackingField: its maximum and the row count (a delete lowers the count).
-    Without: what the source offers (SQL: the row count and the largest primary key, which
+    With a change-tracking field: its maximum and the row count (a delete lowers the count).
+    Without: what the system offers (SQL: the row count and the largest primary key, which
     sees inserts and deletes only).
     """
     config = project.sync(sync_name).config
-    source = open_endpoint(project, config.source)
-    filt = objectql.parse_filter(config.source.filters) if config.source.filters else None
-    token = source.change_token(filt, config.changeTrackingField)
-    return json.dumps(plain(token) if not isinstance(token, list) else [plain(v) for v in token])
+    tokens = []
+    for read, _ in flows(config):
+        if read == "source":
+            filt = objectql.parse_filter(config.source.filters) if config.source.filters else None
+            ctf = config.changeTrackingField
+        else:  # read backwards: no filter (it names the other side), the cursor's rename
+            filt, ctf = None, reversed_config(config).changeTrackingField
+        token = open_endpoint(project, getattr(config, read)).change_token(filt, ctf)
+        tokens.append([plain(v) for v in token] if isinstance(token, list) else plain(token))
+    return json.dumps(tokens[0] if len(tokens) == 1 else tokens)
 
 
 def destination_row_count(project: Project, sync_name: str) -> int | None:

@@ -13,46 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from json.encoder import encode_basestring as _encode_str  # the C encoder
 from typing import Any
-from uuid import UUID
 
-_AS_IS = frozenset({str, int, bool, type(None)})
+from ..spec.values import plain
 
-
-def plain(value: Any) -> Any:
-    """A JSON-ready, comparison-stable form of a database value."""
-    if type(value) in _AS_IS:  # the common case first: this runs for every value synced
-        return value
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
-            return int(value)  # 1.0 from one database and 1 from another are one value
-        return repr(value)
-    if isinstance(value, Decimal):
-        if value == value.to_integral_value() and abs(value) < 2**53:
-            return int(value)
-        return format(value.normalize(), "f")
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return str(value)
+__all__ = ["plain"]
 
 
 def record_key(values: Sequence[Any]) -> str:

@@ -156,7 +156,8 @@ class Writing:
                 self.state.ensure(conn)
             self._ensure_table(conn)
             with self._state_conn(conn) as sconn:
-                known = ({} if self.bulk_load else
+                # with state apart a retried batch may have committed its intent already
+                known = ({} if self.bulk_load and not self.state_apart else
                          self.state.fingerprints(sconn, [i.key for i in items]))
             todo: list[Item] = []
             for it in items:
@@ -167,7 +168,7 @@ class Writing:
                     continue
                 todo.append(it)
             existing: dict[str, Record] = {}
-            if todo and not self.append and self.dest_exists and not self.bulk_load:
+            if todo and not self.append and self.dest_exists and (not self.bulk_load or known):
                 rows = self.dest.lookup(conn, self.key, [i.key_values for i in todo], targets)
                 existing = {record_key([r[k] for k in self.key]): r for r in rows}
             inserts, updates, deletes, states = [], [], [], []

@@ -220,7 +220,7 @@ def load_project(
                 collect.add(shown, lines, (*prefix, *parts), msg)
             continue
         known = {**dict.fromkeys(collect.broken_connectors), **connector_map}
-        for parts, msg in check_sync(config, known):
+        for parts, msg in check_sync(config, known, objectstack[0] if objectstack else None):
             collect.add(shown, lines, (*prefix, *parts), msg)
         for parts, msg in sync_notices(config):
             collect.notices.append(Problem(
@@ -254,8 +254,8 @@ def load_project(
 
 def _with_url(settings: Any, base: Path) -> Any:
     url = getattr(settings, "url", None)
-    if url is None:
-        return settings
+    if url is None or not hasattr(url, "get_secret_value"):
+        return settings  # a plain URL (an ObjectStack server's) names no file to resolve
     resolved = _resolve_sqlite(url.get_secret_value(), base)
     return settings.model_copy(update={"url": type(url)(resolved)})
 

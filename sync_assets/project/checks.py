@@ -14,6 +14,14 @@ from croniter import croniter
 from .. import filters as objectql
 from ..spec import DataSyncConfig
 from ..spec.errors import PathPart, format_path
+from ..spec.flow import (
+    flows,
+    is_reversed,
+    one_way_notices,
+    one_way_reason,
+    push_flow,
+    resolve_match_key,
+)
 
 Found = list[tuple[tuple[PathPart, ...], str]]
 
@@ -110,20 +118,6 @@ def _short(path: tuple[PathPart, ...]) -> str:
     return format_path(path[1:] if path and path[0] == "destination" else path)
 
 
-def resolve_match_key(config: DataSyncConfig, name: str) -> list[str]:
-    """The destination fields a matchKey name can mean: via the mapping or as a target."""
-    mappings = config.destination.field_mappings()
-    if not mappings:
-        fields = config.source.fields
-        return [name] if fields is None or name in fields else []
-    candidates = {
-        m.target for m in mappings
-        if m.source == name and (m.transform is None or m.transform.type != "constant")
-    }
-    candidates |= {m.target for m in mappings if m.target == name}
-    return sorted(candidates)
-
-
 def check_match_key(config: DataSyncConfig) -> Found:
     found: Found = []
     targets = [m.target for m in config.destination.field_mappings()]
@@ -163,8 +157,6 @@ def check_filters(config: DataSyncConfig) -> Found:
 
 def check_direction(config: DataSyncConfig) -> Found:
     """A flow backwards must find records by a field that flows backwards too."""
-    from ..engine.direction import one_way_reason, push_flow
-
     backwards = config.direction == "bidirectional" or (
         (config.direction == "pull") != (push_flow(config)[0] == "destination"))
     if not backwards:
@@ -186,9 +178,8 @@ def check_direction(config: DataSyncConfig) -> Found:
 
 def notices(config: DataSyncConfig) -> Found:
     """Not errors: what a user should know about how this sync will run."""
-    from ..engine.direction import one_way_notices, push_flow
-
     out: Found = [(("destination", "mapping"), text) for text in one_way_notices(config)]
+    out += key_notices(config)
     if config.direction == "push" and push_flow(config)[0] == "destination":
         out.append(((
             "direction",),
@@ -198,8 +189,73 @@ def notices(config: DataSyncConfig) -> Found:
     return out
 
 
-def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any]) -> Found:
+def _appends_exactly_once(config: DataSyncConfig, connectors: Mapping[str, Any],
+                          objectstack: Any) -> bool:
+    """Whether the written side can append records exactly once (state in its own
+    transactions): a SQL database can, an API cannot."""
+    from ..connectors.registry import connector_types
+
+    for _, side in flows(config):
+        written = getattr(config, side)
+        if written.object is not None:
+            settings = objectstack.as_connector() if objectstack is not None else None
+        else:
+            settings = connectors.get(written.connectorInstanceId or "")
+        kind = connector_types().get(getattr(settings, "type", "sql"))
+        if kind is not None and not kind.appends_exactly_once:
+            return False
+    return True
+
+
+def check_keys(config: DataSyncConfig, connectors: Mapping[str, Any],
+               objectstack: Any = None) -> Found:
+    """Keys that cannot apply to this sync's direction and systems: errors, never ignored."""
+    found: Found = []
+    dest = config.destination
+    if config.direction == "bidirectional" and dest.operation == "delete":
+        found.append((("destination", "operation"),
+                      "delete cannot run bidirectionally (it would delete on one side what "
+                      "the other holds); use sync to propagate deletes both ways, or "
+                      "direction push or pull"))
+    if (dest.operation == "insert" and not dest.matchKey
+            and not _appends_exactly_once(config, connectors, objectstack)):
+        found.append((("destination", "matchKey"),
+                      "insert without matchKey appends, which the system written to cannot "
+                      "make exactly-once (it keeps no sync state in its own transactions): "
+                      "give a matchKey, e.g. an external id or an email"))
+    return found
+
+
+def key_notices(config: DataSyncConfig) -> Found:
+    """Keys that have no effect in this sync's direction or mode, said at load time."""
+    out: Found = []
+    reads_destination = config.direction != "bidirectional" and is_reversed(flows(config)[0])
+    if reads_destination:
+        for key in ("filters", "fields"):
+            if getattr(config.source, key) is not None:
+                out.append((("source", key), f"source.{key} has no effect: this sync reads "
+                                             "the destination side and writes the source "
+                                             "side"))
+        ctf = config.changeTrackingField
+        mappings = config.destination.field_mappings()
+        renamed = {m.source for m in mappings if m.transform is None} if mappings else {ctf}
+        if ctf and ctf not in renamed:
+            out.append((("changeTrackingField",),
+                        f"'{ctf}' has no counterpart on the destination side (a field mapped "
+                        "by a rename), so every run reads the destination whole and writes "
+                        "only what changed"))
+    opt = config.optimization
+    if config.direction == "bidirectional" and opt is not None and opt.parallelBatches:
+        out.append((("optimization", "parallelBatches"),
+                    "a two-way sync writes its batches one after another (each write is "
+                    "guarded by what the run read)"))
+    return out
+
+
+def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any],
+               objectstack: Any = None) -> Found:
     return [
+        *check_keys(config, connectors, objectstack),
         *check_direction(config),
         *check_endpoints(config, connectors),
         *check_schedule(config),

@@ -9,27 +9,11 @@ lives in the project's state database (`state.url`, by default an embedded SQLit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from ..connectors.sql import SqlTransaction, get_engine
+from ..connectors.sql import SqlStateHost
 from .store import PairState, StateStore
 
 DEFAULT_STATE_FILE = Path(".sync_assets") / "state.db"
-
-
-class SqlStateHost:
-    """A SQL database that holds state tables; `transaction()` yields its Connection."""
-
-    def __init__(self, url: str, schema: str | None = None, *, engine: Any = None) -> None:
-        self.url = url
-        self.schema = schema
-        self.engine = engine if engine is not None else get_engine(url)
-
-    def transaction(self, *, rollback: bool = False) -> SqlTransaction:
-        return SqlTransaction(self.engine, self.url, rollback=rollback)
-
-    def same_database(self, other: Any) -> bool:
-        return isinstance(other, SqlStateHost) and other.engine.url == self.engine.url
 
 
 def project_state_host(root: Path, url: str | None, schema: str | None) -> SqlStateHost:

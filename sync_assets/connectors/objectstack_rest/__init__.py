@@ -1,4 +1,5 @@
-"""A connector for the ObjectStack REST data API (`/api/v1`); so far only its HTTP client."""
+"""A connector for the ObjectStack REST data API (`/api/v1`): its HTTP client (client.py) and
+the endpoint of one object behind the connector contract (connector.py)."""
 
 from sync_assets.connectors.objectstack_rest.client import (
     BATCH_LIMIT,
@@ -12,6 +13,15 @@ from sync_assets.connectors.objectstack_rest.client import (
     TransientError,
     keyset_after,
 )
+from sync_assets.connectors.objectstack_rest.connector import (
+    ObjectStackRestTable,
+    Translation,
+    close_clients,
+    field_kind,
+    get_client,
+    open_rest,
+    translate_filter,
+)
 
 __all__ = [
     "BATCH_LIMIT",
@@ -20,8 +30,15 @@ __all__ = [
     "NotFoundError",
     "ObjectStackClient",
     "ObjectStackError",
+    "ObjectStackRestTable",
     "RequestRefused",
     "RowResult",
     "TransientError",
+    "Translation",
+    "close_clients",
+    "field_kind",
+    "get_client",
     "keyset_after",
+    "open_rest",
+    "translate_filter",
 ]

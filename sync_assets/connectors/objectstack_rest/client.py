@@ -21,7 +21,10 @@ when the server sent one, also capped) up to `max_retries` times, then raised. `
 RESOURCE_NOT_FOUND); `RequestRefused` (any other 4xx) carries the server's `code`, message and
 whole body in `details`. No message ever contains the API key. A retried write whose first
 attempt timed out may have been applied: use client-chosen ids or `import_rows` upserts where
-that matters.
+that matters, or `retry_ambiguous=False`: then a write (any method but GET) is retried only
+when the server certainly did not apply it (the connection was never made, or HTTP 408, 425,
+429, 503), and any other transient failure is raised at once for the caller to resolve (the
+connector looks the records up again before it writes them once more).
 
 Facts measured against the real server (17.4.0, sqlite-wasm driver):
 - Record shape: `{"id", "created_at", "updated_at", "organization_id", "created_by",
@@ -84,6 +87,24 @@ Facts measured against the real server (17.4.0, sqlite-wasm driver):
   owning_business_unit_id; `id` is not listed); 404 RESOURCE_NOT_FOUND for an unknown object.
 - Auth failures: no or a wrong key -> 401 `{"error": "UNAUTHENTICATED", "code":
   "UNAUTHENTICATED", "message": ...}`.
+- Single-record writes (`create`, `update`, `delete`): `If-Match: <updated_at>` (quoted or
+  not) guards PATCH and DELETE: a record changed since answers 409 CONCURRENT_UPDATE (with
+  `currentVersion`), a missing one 404 RECORD_NOT_FOUND. POST of an existing unique value:
+  409 UNIQUE_VIOLATION. Batch `id`s must be strings (a number refuses the whole call: 400
+  VALIDATION_FAILED `records.0.id` invalid_type).
+- `/import` ignores `null` values (an upsert or update with `{"name": null}` keeps the stored
+  name): it cannot clear a field; batch update with `{"id", "data": {"name": null}}` can.
+- `count=true` adds `total` (the count of the whole filter, whatever `limit` is). `limit` is not
+  capped (limit=20000 returned all 6,007 records). Nulls sort first ascending (`sort=name`),
+  last descending. The text operators ($contains, $startsWith, $endsWith, $like) are
+  case-sensitive, and `%`/`_` are literal in all but $like; $eq/$in on text are exact and
+  case-sensitive; `$ne`, `$nin`, `$notContains` and `$not` (plain negation) match null; `$in`
+  holding `null` is refused (400 INVALID_FILTER); `{"$eq": {"$field": ...}}` is accepted and
+  matches nothing (a `$field` comparison is not supported); `{"f": {"$gte": "1"}}` on a number
+  compares numerically.
+- Validation rules (`validations: [{type: 'script', condition: ...}]`) refuse a batch row with
+  VALIDATION_FAILED and the rule's message; the same row through `/import` fails with
+  `rule_violation` (field `_record`).
 """
 
 from __future__ import annotations
@@ -112,6 +133,10 @@ Filter = Mapping[str, Any] | Sequence[Any]
 
 _NOT_TRANSIENT_5XX = frozenset({501, 505})
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+#: statuses that say the request was not processed: a write answered so is safe to resend
+_NOT_APPLIED = frozenset({408, 425, 429, 503})
+#: transport failures that happen before a request reaches the server
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ObjectStackError(Exception):
@@ -220,6 +245,7 @@ class ObjectStackClient:
         backoff: float = 0.5,
         max_backoff: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        retry_ambiguous: bool = True,
     ) -> None:
         base = base_url.rstrip("/")
         if base.endswith(API_PREFIX):
@@ -230,6 +256,7 @@ class ObjectStackClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.retry_ambiguous = retry_ambiguous
         self.calls = 0
         self._sleep = sleep
         self._api_key = api_key
@@ -292,6 +319,32 @@ class ObjectStackClient:
         body = self._request("GET", self._data(object_name), params=params)
         return [dict(r) for r in body["records"]]
 
+    def list_with_total(
+        self,
+        object_name: str,
+        *,
+        filter: Filter | None = None,
+        fields: Sequence[str] | None = None,
+        sort: str | Sequence[str] | None = None,
+        limit: int = 1,
+    ) -> tuple[Records, int]:
+        """GET /data/{object} with `count=true`: one page and the count of the whole filter."""
+        params: dict[str, Any] = {"count": "true", "limit": limit}
+        if filter is not None:
+            params["filter"] = json.dumps(filter, separators=(",", ":"))
+        if fields is not None:
+            params["fields"] = ",".join(fields)
+        if sort is not None:
+            params["sort"] = sort if isinstance(sort, str) else ",".join(sort)
+        body = self._request("GET", self._data(object_name), params=params)
+        records = [dict(r) for r in body["records"]]
+        total = body.get("total")
+        return records, int(total) if isinstance(total, int) else len(records)
+
+    def count(self, object_name: str, *, filter: Filter | None = None) -> int:
+        """How many records match the filter (one call)."""
+        return self.list_with_total(object_name, filter=filter, fields=["id"], limit=1)[1]
+
     def pages(
         self,
         object_name: str,
@@ -339,6 +392,35 @@ class ObjectStackClient:
             )
             created.extend(dict(r) for r in body["records"])
         return created
+
+    def create(self, object_name: str, record: Mapping[str, Any]) -> Record:
+        """POST /data/{object}: one record; returns it as stored."""
+        body = self._request("POST", self._data(object_name), body=dict(record))
+        return dict(body["record"])
+
+    def update(
+        self,
+        object_name: str,
+        record_id: str,
+        data: Mapping[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> Record:
+        """PATCH /data/{object}/{id}; with `if_match` (the `updated_at` read) only if the
+        record was not changed since (else RequestRefused, code CONCURRENT_UPDATE)."""
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        body = self._request(
+            "PATCH", f"{self._data(object_name)}/{quote(record_id, safe='')}",
+            body=dict(data), headers=headers,
+        )  # fmt: skip
+        return dict(body.get("record") or {})
+
+    def delete(self, object_name: str, record_id: str, *, if_match: str | None = None) -> None:
+        """DELETE /data/{object}/{id}, guarded by `if_match` like `update`."""
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        self._request(
+            "DELETE", f"{self._data(object_name)}/{quote(record_id, safe='')}", headers=headers
+        )
 
     def batch(
         self,
@@ -449,30 +531,41 @@ class ObjectStackClient:
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         attempt = 0
         url = self.base_url + API_PREFIX + path
         while True:
             error: ObjectStackError
+            applied_maybe = True  # whether the server may have acted on the request
             self.calls += 1
             try:
-                response = self._http.request(method, path, params=params, json=body)
+                response = self._http.request(
+                    method, path, params=params, json=body, headers=headers
+                )
             except httpx.TimeoutException as exc:
                 error = TransientError(
                     self._redact(f"{method} {url}: timed out ({type(exc).__name__})"), url=url
                 )
                 error.__cause__ = exc
+                applied_maybe = not isinstance(exc, _UNSENT)
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 error = TransientError(
                     self._redact(f"{method} {url}: connection failed ({reason})"), url=url
                 )
                 error.__cause__ = exc
+                applied_maybe = not isinstance(exc, _UNSENT)
             else:
                 if response.status_code < 400:
                     return response.json() if response.content else {}
                 error = self._error(method, url, response)
+                applied_maybe = response.status_code not in _NOT_APPLIED
             if not isinstance(error, TransientError):
+                raise error
+            if method != "GET" and applied_maybe and not self.retry_ambiguous:
+                error.message = f"{error.message} (not retried: the server may have applied it)"
+                error.args = (error.message,)
                 raise error
             if attempt >= self.max_retries:
                 if attempt:

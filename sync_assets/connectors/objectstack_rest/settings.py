@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from ..settings import ConnectorSettingsBase
+from ..base import ConnectorSettingsBase
 
 
 class ObjectStackRestSettings(ConnectorSettingsBase):

@@ -2,6 +2,7 @@
 datastore), with its filter compilation, the Arrow lane and PostgreSQL's COPY paths."""
 
 from . import arrow, pgcopy
+from .state_host import SqlStateHost
 from .table import (
     CURSOR_COLUMN,
     SqlTable,
@@ -21,6 +22,7 @@ from .table import (
 
 __all__ = [
     "CURSOR_COLUMN",
+    "SqlStateHost",
     "SqlTable",
     "SqlTransaction",
     "arrow",

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from queue import Empty, Full, Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +30,9 @@ from sqlalchemy.engine import Connection
 
 from ..base import CURSOR_COLUMN, ReadRequest, Record
 from . import pgcopy
-from .table import SqlTable
+
+if TYPE_CHECKING:
+    from .table import SqlTable
 
 # Pages are parsed in a reader thread and written by others: Arrow's default allocator
 # (mimalloc) keeps a heap per thread, about 40 MB more at peak than the system allocator, for
@@ -59,7 +61,7 @@ def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
 def lane_available(endpoint: Any) -> bool:
     """Whether this endpoint reads and writes Arrow batches (PostgreSQL with psycopg2, or
     SQLite)."""
-    if not isinstance(endpoint, SqlTable):
+    if not hasattr(endpoint, "page_statement"):  # a SqlTable (no import: table uses us)
         return False
     dialect = endpoint.engine.dialect
     return dialect.name == "sqlite" or (dialect.name == "postgresql"

@@ -543,7 +543,7 @@ class SqlTable(Endpoint):
         return pages if self.dialect == "sqlite" else arrow.prefetched(pages)
 
     def state_host(self) -> Any:
-        from ...state import SqlStateHost
+        from .state_host import SqlStateHost
 
         return SqlStateHost(self.url, self.schema, engine=self.engine)
 
