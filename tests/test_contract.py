@@ -288,3 +288,40 @@ def test_two_way_changes_flow_both_ways_without_echoes(tmp_path: Path, peer: Any
         assert conn.execute(sa.text("SELECT name FROM person WHERE id = 2")).scalar() == "two"
     assert counts(sync(proj)) == {"processed": 8, "skipped": 8}  # no echo of its own writes
     assert held(peer) == expected(*range(1, 9), p2={"name": "two"})
+
+
+# -- every operation in every mode -----------------------------------------------------------
+
+MODES: dict[str, dict[str, Any]] = {
+    "snapshot": {},  # incremental without a change-tracking field: read all, diff
+    "full": {"syncMode": "full"},
+    "incremental": {"changeTrackingField": "updated_at"},
+}
+OLD = {"name": "old"}
+#: what the destination holds after both runs (ids; ids whose name stayed "old"; renamed)
+AFTER: dict[str, tuple[list[int], list[int], bool]] = {
+    "insert": ([1, 2, 3, 4, 5, 6, 9], [2, 3, 9], False),  # never changes what exists
+    "update": ([2, 3, 9], [9], True),  # changes only what exists
+    "upsert": ([1, 2, 3, 4, 5, 6, 9], [9], True),  # never deletes
+    "delete": ([9], [9], False),  # removes what the source holds
+    "sync": ([1, 2, 3, 4, 5, 9], [9], True),  # mirrors away only what it created (6)
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("operation", list(AFTER))
+def test_each_operation_in_each_mode(tmp_path: Path, peer: Any, operation: str,
+                                     mode: str) -> None:
+    seed_source(tmp_path, 6)
+    peer.create(peer.people, PERSON, ["email"], [person(i, **OLD) for i in (2, 3, 9)])
+    proj = project(tmp_path, peer, operation=operation, **MODES[mode])
+    assert status(sync(proj)) == "completed"
+    src = SRC.format(tmp_path)
+    update(src, "person", {"id": 3}, {"name": "three", "updated_at": T0 + timedelta(hours=1)})
+    delete(src, "person", {"id": 6})
+    assert status(sync(proj)) == "completed"
+    ids, old, renamed = AFTER[operation]
+    changed = {f"p{i}": dict(OLD) for i in old}
+    if renamed:
+        changed["p3"] = {"name": "three"}
+    assert held(peer) == expected(*ids, **changed)

@@ -68,6 +68,8 @@ def test_an_asset_is_keyed_by_its_destination_and_depends_on_its_source(demo: Pa
     assert spec.tags["crm"] == "" and spec.tags["sync_assets/operation"] == "upsert"
     assert spec.metadata["sync_assets/metadata/owner"] == "data-team"
     assert spec.description and spec.description.startswith("Active and lead contacts")
+    assert spec.description.endswith(
+        "reads `objectstack.contact` (objectstack) · writes `warehouse.crm_contacts` (sqlite)")
     lineage = spec.metadata["dagster/column_lineage"]
     assert lineage.deps_by_column["country_code"] == [
         dg.TableColumnDep(asset_key=dg.AssetKey(["objectstack", "contact"]),

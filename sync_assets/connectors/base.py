@@ -202,9 +202,11 @@ class Endpoint(ABC):
         cursor value as CURSOR_COLUMN. A system without `filter_pushdown` may ignore
         `request.filter`; one without `ordered_reads` may ignore the cursor bounds."""
 
-    @abstractmethod
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
-        """The largest cursor value now, or None for an empty set."""
+        """The largest cursor value now (bounding the run), or None: an empty set, or a
+        system that cannot tell, which is then read to its end in cursor order and whose
+        cursor follows the pages read."""
+        return None
 
     @abstractmethod
     def lookup(self, tx: Any, key: Sequence[str], keys: Sequence[tuple[Any, ...]],

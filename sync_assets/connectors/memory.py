@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -105,6 +105,10 @@ class MemorySettings(ConnectorSettingsBase):
 
     type: Literal["memory"]
     store: str = Field(default="default", min_length=1)
+    #: reads in the requested order within the cursor bounds (False: as stored, whole)
+    ordered_reads: bool = Field(default=True, alias="orderedReads")
+    #: answers the largest cursor value (False: cannot tell, as some APIs)
+    high_water_marks: bool = Field(default=True, alias="highWaterMarks")
 
 
 class MemoryTable(Endpoint):
@@ -116,10 +120,14 @@ class MemoryTable(Endpoint):
         concurrent_writers=1, idempotent_inserts=False,
     )
 
-    def __init__(self, store: MemoryStore, name: str, display: str | None = None) -> None:
+    def __init__(self, store: MemoryStore, name: str, display: str | None = None, *,
+                 ordered_reads: bool = True, high_water_marks: bool = True) -> None:
         self.store = store
         self.name = name
         self.display = display or f"memory.{name}"
+        self.high_water_marks = high_water_marks
+        if not ordered_reads:
+            self.capabilities = replace(MemoryTable.capabilities, ordered_reads=False)
 
     def _set(self) -> RecordSet:
         found = self.store.sets.get(self.name)
@@ -155,12 +163,21 @@ class MemoryTable(Endpoint):
         return rows
 
     def read_batches(self, request: ReadRequest) -> Iterator[list[Record]]:
+        if not self.capabilities.ordered_reads:  # as stored, bounds and order not applied
+            with self.store.lock:
+                rows = [dict(r) for r in self._set().rows.values()]
+            yield from self._pages(rows, request)
+            return
         rows = self._selected(request)
         order = list(request.order_by)
         rows.sort(key=lambda r: _sortable(tuple(r.get(c) for c in order)))
         if request.after is not None:
             after = _sortable(tuple(request.after))
             rows = [r for r in rows if _sortable(tuple(r.get(c) for c in order)) > after]
+        yield from self._pages(rows, request)
+
+    @staticmethod
+    def _pages(rows: list[Record], request: ReadRequest) -> Iterator[list[Record]]:
         for start in range(0, len(rows), request.batch_size):
             page = []
             for r in rows[start : start + request.batch_size]:
@@ -171,6 +188,8 @@ class MemoryTable(Endpoint):
             yield page
 
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
+        if not self.high_water_marks:
+            return None
         values = [r[cursor_field] for r in self._selected(request)]
         return max(values) if values else None
 
@@ -240,4 +259,6 @@ class MemoryTable(Endpoint):
 
 
 def open_memory(settings: MemorySettings, resource: str, display: str) -> MemoryTable:
-    return MemoryTable(store(settings.store), resource, display)
+    return MemoryTable(store(settings.store), resource, display,
+                       ordered_reads=settings.ordered_reads,
+                       high_water_marks=settings.high_water_marks)

@@ -39,6 +39,15 @@ class Reading:
         except objectql.FilterError as exc:
             raise RunFailed(str(exc), code="CONFIG") from None
         incremental = bool(ctf) and cfg.syncMode in ("incremental", "realtime")
+        if incremental and not self.source.capabilities.ordered_reads:
+            # a system that cannot read in cursor order is read whole, and fingerprints
+            # decide what to write: a cursor moved past unordered pages could skip records
+            incremental = False
+            if not getattr(self, "_told_unordered", False):
+                self._told_unordered = True
+                self.result.log("info", f"{self.source.display} cannot read in "
+                                        f"{ctf} order: every run reads it whole and writes "
+                                        "only what changed")
         columns = list(dict.fromkeys([
             *self.mapper.source_fields, *self.validator.source_fields(self.mapper.available),
             *self.source_id, *([ctf] if ctf else []),
@@ -58,10 +67,13 @@ class Reading:
         ctf = self.config.changeTrackingField
         if request.cursor_field is not None:
             # The high-water mark bounds this run: what changes during it is the next run's.
+            # A system that cannot tell (None) is read to its end in cursor order, and the
+            # cursor follows the pages read: a record changed meanwhile moves behind them.
             upper = self.source.high_water_mark(request.cursor_field, request)
             request = ReadRequest(**{**request.__dict__, "upper": upper})
             start = "the start" if cursor is None else plain(cursor)
-            self.result.log("info", f"incremental read on {ctf} from {start} to {plain(upper)}")
+            end = "the end" if upper is None else plain(upper)
+            self.result.log("info", f"incremental read on {ctf} from {start} to {end}")
         else:
             self.result.log("info", f"reading all of {self.source.display}")
         self.cursor_at_end = None

@@ -45,23 +45,34 @@ class SyncTranslator:
 
     # -- presentation --------------------------------------------------------------------------
     def get_kinds(self, sync: SyncDefinition) -> set[str]:
-        kinds = set()
+        kinds: set[str] = set()
         for endpoint in (sync.config.source, sync.config.destination):
-            if endpoint.object is not None:
-                kinds.add("objectstack")
-            else:
-                conn = self.project.connectors.get(endpoint.connectorInstanceId or "")
-                if conn is not None:
-                    kinds |= connector_type(getattr(conn, "type", "")).kinds(conn)
+            kinds |= self._endpoint_kinds(endpoint)
         return kinds
+
+    def _endpoint_kinds(self, endpoint: DataSourceConfig | DataDestinationConfig) -> set[str]:
+        """The kinds its connector type gives it (never read from a URL's secrets)."""
+        if endpoint.object is not None:
+            return {"objectstack"}
+        conn = self.project.connectors.get(endpoint.connectorInstanceId or "")
+        return connector_type(getattr(conn, "type", "")).kinds(conn) if conn is not None else set()
+
+    def _endpoint_text(self, endpoint: DataSourceConfig | DataDestinationConfig) -> str:
+        name = (f"objectstack.{endpoint.object}" if endpoint.object is not None
+                else f"{endpoint.connectorInstanceId}.{endpoint.externalResource}")
+        kinds = ", ".join(sorted(self._endpoint_kinds(endpoint)))
+        return f"`{name}` ({kinds})" if kinds else f"`{name}`"
 
     def get_description(self, sync: SyncDefinition) -> str:
         c = sync.config
         lines = [c.description or c.label or f"Sync {c.name}"]
+        read, written = self._flow(sync)
         lines.append(
             f"\n{c.direction} · {c.syncMode} · {c.destination.operation} · defined in "
             f"`{sync.file.name}`"
         )
+        lines.append(f"\nreads {self._endpoint_text(getattr(c, read))} · writes "
+                     f"{self._endpoint_text(getattr(c, written))}")
         return "\n".join(lines)
 
     def get_tags(self, sync: SyncDefinition) -> dict[str, str]:
