@@ -242,3 +242,22 @@ def test_a_missing_database_driver_names_the_package_to_install(tmp_path: Path) 
     assert "Traceback" not in result.stdout + result.stderr
     assert ("the database driver 'MySQLdb' is not installed: pip install 'mysqlclient'"
             in result.stdout)
+
+
+def test_a_password_in_the_url_query_string_is_never_printed(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = (f"postgresql://syncer@127.0.0.1:{port}/wh?password=QSecr3tQ"
+           "&sslpassword=K3y-Phrase&application_name=sync")
+    project = seeded_project(tmp_path, url)
+    for args in (("plan", str(project), "--sync", "contacts"), ("run", str(project)),
+                 ("run", str(project), "--json")):
+        result = run_cli(*args)
+        shown = result.stdout + result.stderr
+        assert result.returncode == 1 and "Traceback" not in shown
+        assert "QSecr3tQ" not in shown and "K3y-Phrase" not in shown, shown
+        assert (f"postgresql://syncer@127.0.0.1:{port}/wh?application_name=sync"
+                "&password=***&sslpassword=***") in shown

@@ -9,6 +9,7 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -116,21 +117,38 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
-def safe_url(url: str) -> str:
+#: query-string parameters that carry a credential (libpq's sslpassword, a token, ...)
+_SECRET_PARAM = re.compile(r"pass|secret|token|key|credential|auth|signature|sas", re.I)
+
+
+def _secrets(url: str) -> list[str]:
+    """The URL's credentials: its password and every secret-looking query value."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
+    except Exception:
+        return []
+    found = [str(parsed.password)] if parsed.password else []
+    for name, value in parsed.query.items():
+        if _SECRET_PARAM.search(name):
+            found += [str(v) for v in (value if isinstance(value, tuple) else (value,)) if v]
+    return sorted(set(found), key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be shown: password and secret query values as ***."""
+    try:
+        parsed = sa.make_url(url)
     except Exception:  # an unparsable URL is shown by its scheme only
         return url.split(":", 1)[0] + "://…"
+    hidden = {name: "***" for name in parsed.query if _SECRET_PARAM.search(name)}
+    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
 
 
 def redact(message: str, url: str) -> str:
-    """Remove the URL's password from a message, whatever a driver chose to echo."""
-    try:
-        password = sa.make_url(url).password
-    except Exception:
-        password = None
-    if password:
-        message = message.replace(str(password), "***")
+    """Remove the URL's credentials from a message, whatever a driver chose to echo."""
+    for secret in _secrets(url):
+        message = message.replace(secret, "***")
     return message
 
 
