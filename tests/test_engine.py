@@ -1348,3 +1348,31 @@ def test_an_explicit_psycopg3_url_syncs_the_same_rows(
     assert rows(pg_url_2, "people", "id") == [(i, f"name {i}") for i in range(1, 4)]
     update(pg_url, "person", {"id": 2}, {"name": "two"})
     assert counts(sync(proj, "people")) == {"processed": 3, "updated": 1, "skipped": 2}
+
+
+# -- long match keys -----------------------------------------------------------------------
+
+
+def long_email(i: int) -> str:
+    return f"p{i}@" + "x" * 1500 + ".io"
+
+
+@pytest.mark.parametrize("old_state", [False, True], ids=["new-state", "state-of-old"])
+def test_a_match_key_longer_than_1024_characters_syncs(
+        tmp_path: Path, pg_url: str, pg_url_2: str, old_state: bool) -> None:
+    create_table(pg_url, "person", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.Text), sa.Column("name", sa.Text)],
+        [{"id": i, "email": long_email(i), "name": f"name {i}"} for i in (1, 2, 3)])
+    if old_state:  # the state table as earlier versions made it: keys in varchar(1024)
+        execute(pg_url_2, "CREATE TABLE _sync_assets_records (sync_name varchar(255), "
+                "record_key varchar(1024), fingerprint varchar(32) NOT NULL, "
+                "created boolean NOT NULL, PRIMARY KEY (sync_name, record_key))")
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"]))
+    assert counts(sync(proj, "people")) == {"processed": 3, "inserted": 3}
+    update(pg_url, "person", {"id": 2}, {"name": "two"})
+    assert counts(sync(proj, "people")) == {"processed": 3, "updated": 1, "skipped": 2}
+    assert rows(pg_url_2, "people", "email") == [
+        (long_email(1), "name 1"), (long_email(2), "two"), (long_email(3), "name 3")]

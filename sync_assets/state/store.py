@@ -79,6 +79,7 @@ class StateStore:
     ) -> None:
         self.sync_name = sync_name
         self.compress = compress
+        self._upgraded = False
         md = sa.MetaData(schema=schema)
         self.cursors = sa.Table(
             "_sync_assets_cursor", md,
@@ -89,7 +90,7 @@ class StateStore:
         self.records = sa.Table(
             "_sync_assets_records", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_key", sa.String(1024), primary_key=True),
+            sa.Column("record_key", sa.Text, primary_key=True),
             sa.Column("fingerprint", sa.String(32), nullable=False),
             # True when this sync created the destination record: only those may be mirrored
             # away when they leave the source.
@@ -104,7 +105,7 @@ class StateStore:
             sa.Column("run_id", sa.String(64), nullable=False),
             sa.Column("at", sa.DateTime, nullable=False),
             sa.Column("operation", sa.String(16), nullable=False),
-            sa.Column("record_key", sa.String(1024), nullable=False),
+            sa.Column("record_key", sa.Text, nullable=False),
             sa.Column("before", sa.Text),
             sa.Column("after", sa.Text),
         )
@@ -120,7 +121,7 @@ class StateStore:
         self.pairs = sa.Table(
             "_sync_assets_pairs", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_key", sa.String(1024), primary_key=True),
+            sa.Column("record_key", sa.Text, primary_key=True),
             sa.Column("source_fp", sa.String(32)),  # None: absent on that side
             sa.Column("destination_fp", sa.String(32)),
             sa.Column("image", sa.Text),  # the synced two-way values, for merges
@@ -132,6 +133,24 @@ class StateStore:
 
     def ensure(self, conn: Connection) -> None:
         self.metadata.create_all(conn, checkfirst=True)
+        if conn.dialect.name == "postgresql" and not self._upgraded:
+            self._widen_keys(conn)
+            self._upgraded = True
+
+    def _widen_keys(self, conn: Connection) -> None:
+        """State tables made before keys were text held them in varchar(1024), refusing
+        longer match keys: widen them (varchar to text needs no rewrite in PostgreSQL)."""
+        tables = [t for t in (self.records, self.changes, self.pairs)]
+        narrow = conn.execute(sa.text(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = "
+            "'record_key' AND character_maximum_length IS NOT NULL AND table_name IN "
+            "(:a, :b, :c) AND table_schema = coalesce(:schema, current_schema())"),
+            {"a": tables[0].name, "b": tables[1].name, "c": tables[2].name,
+             "schema": self.records.schema}).scalars().all()
+        for table in tables:
+            if table.name in narrow:
+                name = conn.dialect.identifier_preparer.format_table(table)
+                conn.execute(sa.text(f"ALTER TABLE {name} ALTER COLUMN record_key TYPE text"))
 
     # -- cursor ------------------------------------------------------------------------
     def load_cursor(self, conn: Connection) -> Any:
