@@ -1376,3 +1376,23 @@ def test_a_match_key_longer_than_1024_characters_syncs(
     assert counts(sync(proj, "people")) == {"processed": 3, "updated": 1, "skipped": 2}
     assert rows(pg_url_2, "people", "email") == [
         (long_email(1), "name 1"), (long_email(2), "two"), (long_email(3), "name 3")]
+
+
+def test_two_source_records_with_one_match_key_are_a_duplicate_key_error(
+        tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    seed_people(os_url, 4)
+    update(os_url, "person", {"id": 3}, {"email": "p1@example.com", "name": "copy"})
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"]))
+    result = sync(proj, "people")
+    assert status(result) == "partial"
+    assert counts(result) == {"processed": 4, "inserted": 3, "errored": 1}
+    assert errors(result) == [{
+        "recordId": "3", "field": "email", "code": "DUPLICATE_KEY",
+        "message": 'match key ["p1@example.com"] is also the key of record 1; only the '
+                   "first is written"}]
+    assert rows(wh_url, "people", "email") == [
+        ("p1@example.com", "name 1"), ("p2@example.com", "name 2"),
+        ("p4@example.com", "name 4")]

@@ -76,9 +76,13 @@ class Deciding:
                 request.cursor_field is not None and request.lower is not None
                 and plain(row.get(CURSOR_COLUMN)) == plain(request.lower)
             )
-            if key in by_key:
-                self.result.skipped += 1  # the later version of one key in one batch wins
-                self.result.log("debug", f"record {by_key[key].record_id} superseded by {rid}")
+            if key in by_key:  # two source records, one destination record: the first wins
+                self.result.errored += 1
+                self.result.error(
+                    f"match key {key} is also the key of record {by_key[key].record_id}; only "
+                    "the first is written", record_id=rid, field_name=key_fields[0],
+                    code="DUPLICATE_KEY")
+                continue
             by_key[key] = Item(rid, key, key_values, mapped, "", at_boundary)
         items = list(by_key.values())
         fps = fingerprints([i.mapped for i in items], self.mapper.targets)

@@ -176,6 +176,12 @@ class TwoWayRun(RunBase):
             self._unreadable.add(record_key([common.get(k) for k in self.key]))
             return
         key = record_key([common[k] for k in self.key])
+        if key in out:  # two source records, one pair: the first wins
+            self.result.errored += 1
+            self.result.error(f"match key {key} is also the key of record "
+                              f"{self._rids.get(key, key)}; only the first is synced",
+                              record_id=rid, field_name=self.key[0], code="DUPLICATE_KEY")
+            return
         self._rids[key] = rid
         self._validate(self.validate_source, key, rid, common, row)
         out[key] = _Side(row, common, fingerprint(common, self.two_way))
