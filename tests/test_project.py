@@ -348,3 +348,35 @@ def test_a_pull_whose_cursor_has_no_counterpart_says_it_reads_all(tmp_path: Path
     assert notices == [("syncs[0].changeTrackingField", "'updated_at' has no counterpart on "
                         "the destination side (a field mapped by a rename), so every run "
                         "reads the destination whole and writes only what changed")]
+
+
+# -- bounded loading -----------------------------------------------------------------------
+
+
+def alias_bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.yaml", alias_bomb(9))) == (
+        "p.yaml:1: a5[1][7][8][6][5][8]: holds more than 200,000 values (YAML aliases repeat "
+        "what they name; a project needs far fewer)"
+    )
+
+
+def test_a_deeply_nested_yaml_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert problems(tmp_path / "a", ("p.yaml", "syncs: " + "[" * 2000 + "]" * 2000 + "\n")) == (
+        "p.yaml: (file): invalid YAML: nested too deeply (64 levels are allowed)")
+    assert problems(tmp_path / "b", ("p.yaml", "syncs: " + "[" * 80 + "]" * 80 + "\n")) == (
+        "p.yaml:1: syncs" + "[0]" * 64 + ": is nested deeper than 64 levels")
+
+
+def test_a_deeply_nested_json_file_is_refused(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.json", '{"syncs": ' + "[" * 5000 + "]" * 5000 + "}")) == (
+        "p.json: (file): invalid JSON: nested deeper than Python can read (64 levels are "
+        "allowed)")

@@ -17,6 +17,12 @@ from ..spec.errors import PathPart, Problem, format_path
 
 Lines = dict[tuple[PathPart, ...], int]
 
+#: bounds on what one file may hold: far above any real project, far below what a YAML alias
+#: bomb or a pathological file would make the loader do
+MAX_FILE_BYTES = 10_000_000
+MAX_VALUES = 200_000
+MAX_DEPTH = 64
+
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader without the timestamp resolver."""
@@ -40,6 +46,13 @@ class FileFormatError(Exception):
         super().__init__(str(problem))
 
 
+class _Budget:
+    """Values built so far: aliases can make a few bytes name millions of values."""
+
+    def __init__(self) -> None:
+        self.values = 0
+
+
 def _build(
     loader: _Loader,
     node: yaml.Node,
@@ -47,9 +60,20 @@ def _build(
     lines: Lines,
     file: str,
     line: int | None = None,
+    budget: _Budget | None = None,
 ) -> Any:
+    budget = budget or _Budget()
+    budget.values += 1
+    where = line or node.start_mark.line + 1
+    if budget.values > MAX_VALUES:
+        raise FileFormatError(Problem(
+            format_path(path) or "(file)", f"holds more than {MAX_VALUES:,} values (YAML "
+            "aliases repeat what they name; a project needs far fewer)", file, where))
+    if len(path) > MAX_DEPTH:
+        raise FileFormatError(Problem(
+            format_path(path), f"is nested deeper than {MAX_DEPTH} levels", file, where))
     # A value's line is where its key is written: a block mapping's value starts a line later.
-    lines[path] = line or node.start_mark.line + 1
+    lines[path] = where
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # `<<` merge keys
         out: dict[str, Any] = {}
@@ -66,11 +90,13 @@ def _build(
                     )
                 )
             out[key] = _build(
-                loader, value_node, (*path, key), lines, file, key_node.start_mark.line + 1
+                loader, value_node, (*path, key), lines, file, key_node.start_mark.line + 1,
+                budget,
             )
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), lines, file) for i, item in enumerate(node.value)]
+        return [_build(loader, item, (*path, i), lines, file, None, budget)
+                for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -78,6 +104,10 @@ def read_config_file(path: Path, display: str | None = None) -> tuple[Any, Lines
     """The data in a .yaml/.yml/.json file and, for YAML, the line of every value by path."""
     shown = display or str(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise FileFormatError(Problem(
+                "(file)", f"is larger than {MAX_FILE_BYTES // 1_000_000} MB; a project is "
+                "a few files of syncs", shown))
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FileFormatError(Problem("(file)", f"cannot read: {exc.strerror}", shown)) from None
@@ -86,6 +116,10 @@ def read_config_file(path: Path, display: str | None = None) -> tuple[Any, Lines
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text), {}
+        except RecursionError:
+            raise FileFormatError(Problem(
+                "(file)", f"invalid JSON: nested deeper than Python can read ({MAX_DEPTH} "
+                "levels are allowed)", shown)) from None
         except json.JSONDecodeError as exc:
             raise FileFormatError(
                 Problem(
@@ -106,6 +140,10 @@ def read_config_file(path: Path, display: str | None = None) -> tuple[Any, Lines
         raise FileFormatError(Problem("(file)", f"invalid YAML: {what}", shown, line)) from None
     except yaml.YAMLError as exc:
         raise FileFormatError(Problem("(file)", f"invalid YAML: {exc}", shown)) from None
+    except RecursionError:
+        raise FileFormatError(Problem(
+            "(file)", f"invalid YAML: nested too deeply ({MAX_DEPTH} levels are allowed)",
+            shown)) from None
     finally:
         loader.dispose()
 
