@@ -1396,3 +1396,21 @@ def test_two_source_records_with_one_match_key_are_a_duplicate_key_error(
     assert rows(wh_url, "people", "email") == [
         ("p1@example.com", "name 1"), ("p2@example.com", "name 2"),
         ("p4@example.com", "name 4")]
+
+
+def test_text_with_a_nul_character_is_refused_per_record_by_postgresql(
+        tmp_path: Path, pg_url_2: str) -> None:
+    os_url = f"sqlite:///{tmp_path}/os.db"
+    seed_people(os_url, 3)
+    update(os_url, "person", {"id": 2}, {"name": "bad\x00name"})
+    proj = project(tmp_path, (os_url, pg_url_2), to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], errorHandling={"onSyncError": "skip"}))
+    result = sync(proj, "people")
+    assert counts(result) == {"processed": 3, "inserted": 2, "errored": 1}
+    assert errors(result) == [{
+        "recordId": "2", "code": "WRITE_ERROR",
+        "message": "warehouse.people refused the record: text holds a NUL character (\\x00), "
+                   "which PostgreSQL text cannot store"}]
+    assert rows(pg_url_2, "people", "email") == [("p1@example.com", "name 1"),
+                                                 ("p3@example.com", "name 3")]

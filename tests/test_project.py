@@ -380,3 +380,10 @@ def test_a_deeply_nested_json_file_is_refused(tmp_path: Path) -> None:
     assert problems(tmp_path, ("p.json", '{"syncs": ' + "[" * 5000 + "]" * 5000 + "}")) == (
         "p.json: (file): invalid JSON: nested deeper than Python can read (64 levels are "
         "allowed)")
+
+
+def test_a_connector_type_that_is_not_a_name_is_an_error(tmp_path: Path) -> None:
+    text = "connectors:\n  wh: {type: [sql], url: 'sqlite:///w.db'}\n"
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:2: connectors.wh.type: must be the name of a connector type; available: "
+        "memory, objectstack, sql")

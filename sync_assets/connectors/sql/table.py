@@ -271,6 +271,10 @@ class SqlTransaction:
             self.conn.close()
         if isinstance(exc, StatementError):
             raise translated(exc, self.url, self.engine.dialect.name) from None
+        if isinstance(exc, ValueError) and "NUL" in str(exc):
+            # psycopg refuses text holding U+0000 before it reaches the server
+            raise BatchRefused("text holds a NUL character (\\x00), which PostgreSQL text "
+                               "cannot store") from None
 
 
 class SqlTable(Endpoint):
