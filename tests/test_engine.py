@@ -1414,3 +1414,31 @@ def test_text_with_a_nul_character_is_refused_per_record_by_postgresql(
                    "which PostgreSQL text cannot store"}]
     assert rows(pg_url_2, "people", "email") == [("p1@example.com", "name 1"),
                                                  ("p3@example.com", "name 3")]
+
+
+@pytest.mark.parametrize("lane", ["arrow", "records"])
+def test_a_lost_source_connection_is_read_again(tmp_path: Path, pg_url: str,
+                                                  pg_url_2: str, lane: str) -> None:
+    """After each of the first batches every connection to the source database is killed
+    by the server (pg_terminate_backend): the next page read finds its pooled connection
+    dead, reads again on a fresh one, and the run completes with exact rows."""
+    seed_people(pg_url, 9)
+    extra = {} if lane == "arrow" else {"validation": {"required": ["email"]}}  # no lane
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], batchSize=2, **extra))
+    database = pg_url.rsplit("/", 1)[1]
+    killed: list[int] = []
+
+    def kill_source_connections(progress: Progress) -> None:
+        if len(killed) < 2:
+            with engine_for(pg_url) as admin, admin.connect() as conn:
+                killed.append(len(conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                    ":db AND pid <> pg_backend_pid()"), {"db": database}).all()))
+
+    result = sync(proj, "people", progress=kill_source_connections)
+    assert killed[0] >= 1  # the engine's source connection died under it
+    assert counts(result) == {"processed": 9, "inserted": 9}
+    assert rows(pg_url_2, "people", "email") == [(f"p{i}@example.com", f"name {i}")
+                                                 for i in range(1, 10)]

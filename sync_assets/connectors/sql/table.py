@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -49,6 +50,7 @@ from . import pgcopy
 _ENGINES: dict[tuple[str, str], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 _CHUNK = 500  # keys per IN (...) lookup: well under every database's parameter limit
+READ_RETRIES = 4  # a lost source connection: read again after 0.25, 0.5, 1, 2 s
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -296,6 +298,7 @@ class SqlTable(Endpoint):
         self._table: sa.Table | None = None
         self._parser_cache: dict[str, Any] | None = None
         self._uniques: tuple[tuple[str, ...], ...] | None = None
+        self.sleep = time.sleep
         sqlite = self.engine.dialect.name == "sqlite"
         self.capabilities = Capabilities(
             transactional=True, filter_pushdown=True, ordered_reads=True,
@@ -428,11 +431,20 @@ class SqlTable(Endpoint):
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
         cur = self._cursor_expr(cursor_field)
         stmt = self._bounded(sa.select(sa.func.max(cur)), request)
-        try:
-            with self.engine.connect() as conn:
-                return conn.execute(stmt).scalar()
-        except DBAPIError as exc:
-            raise self.error(exc, "reading") from None
+        return self._reading(lambda conn: conn.execute(stmt).scalar())
+
+    def _reading(self, read: Callable[[Connection], Any]) -> Any:
+        """One read on a fresh connection; a lost connection or a busy database is read again
+        (reads change nothing, so a retry is always safe), up to READ_RETRIES times."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                with self.engine.connect() as conn:
+                    return read(conn)
+            except DBAPIError as exc:
+                if attempt == READ_RETRIES or not transient(exc, self.dialect):
+                    raise self.error(exc, "reading") from None
+                self.sleep(min(0.25 * 2 ** attempt, 5.0))
+        raise AssertionError("unreachable")
 
     def page_statement(self, request: ReadRequest, after: tuple[Any, ...] | None) -> Any:
         """The SELECT of one page: the request's columns (and the cursor column as
@@ -462,17 +474,18 @@ class SqlTable(Endpoint):
         another way (connectors/arrow.py: as an Arrow table); when it returns None the page
         is read as records."""
         after = request.after
+
+        def read_page(conn: Connection) -> Any:
+            page = fetch(conn, stmt) if fetch is not None else None
+            if page is None:
+                result = conn.execute(stmt)
+                names = list(result.keys())
+                page = [dict(zip(names, r, strict=True)) for r in result]
+            return page
+
         while True:
             stmt = self.page_statement(request, after)
-            try:
-                with self.engine.connect() as conn:
-                    page = fetch(conn, stmt) if fetch is not None else None
-                    if page is None:
-                        result = conn.execute(stmt)
-                        names = list(result.keys())
-                        page = [dict(zip(names, r, strict=True)) for r in result]
-            except DBAPIError as exc:
-                raise self.error(exc, "reading") from None
+            page = self._reading(read_page)
             size = len(page) if isinstance(page, list) else page.num_rows
             if not size:
                 return
