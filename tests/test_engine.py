@@ -1442,3 +1442,33 @@ def test_a_lost_source_connection_is_read_again(tmp_path: Path, pg_url: str,
     assert counts(result) == {"processed": 9, "inserted": 9}
     assert rows(pg_url_2, "people", "email") == [(f"p{i}@example.com", f"name {i}")
                                                  for i in range(1, 10)]
+
+
+# -- destination drift -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["drop", "truncate", "delete some"])
+def test_records_lost_in_the_destination_are_written_again(
+        tmp_path: Path, backend: Urls, damage: str) -> None:
+    os_url, wh_url = backend
+    seed_people(os_url, 10)
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], changeTrackingField="updated_at"))
+    assert counts(sync(proj, "people")) == {"processed": 10, "inserted": 10}
+    if damage == "drop":
+        execute(wh_url, "DROP TABLE people")
+    elif damage == "truncate":
+        execute(wh_url, "DELETE FROM people")
+    else:
+        execute(wh_url, "DELETE FROM people WHERE email IN "
+                        "('p2@example.com', 'p5@example.com', 'p9@example.com')")
+    lost = 3 if damage == "delete some" else 10
+    repaired = sync(proj, "people")
+    assert counts(repaired) == {"processed": 10, "inserted": lost, **(
+        {"skipped": 10 - lost} if lost < 10 else {})}
+    said = [line for line in spec(repaired)["logs"] if "written again" in line]
+    assert len(said) == 1
+    assert rows(wh_url, "people", "email") == sorted(
+        (f"p{i}@example.com", f"name {i}") for i in range(1, 11))
+    assert counts(sync(proj, "people")) == {}  # and the cursor is where it was

@@ -10,6 +10,7 @@ same path and rolls every transaction back: that is what `plan` shows."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from typing import Any
 
@@ -28,6 +29,7 @@ from .endpoints import open_endpoint
 from .mapping import FieldError, RecordMapper, resolve_names
 from .mirror import Mirror
 from .reading import Reading
+from .records import record_key
 from .validation import RecordValidator
 from .writing import Writing
 
@@ -87,6 +89,7 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         self._open_state()
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
+            self._repair_drift(conn)
             cursor = self.state.load_cursor(conn)
             nothing_synced = not self.state.has_records(conn)
         if self.options.shard and not self.dest_exists and not self.options.dry_run:
@@ -114,6 +117,42 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
             # a dry run must not even create the state tables
             with self.state_host.transaction() as conn:
                 self.state.prune_changes(conn, cfg.effective_audit.retainLogsForDays)
+
+    def _repair_drift(self, conn: Any) -> None:
+        """Records the state says were written but the destination no longer holds (a table
+        dropped or emptied, rows deleted by someone): forget them, and the cursor, so this
+        run reads the source again and writes exactly those back (fingerprints skip the
+        rest). Found by a count, then by looking the state's keys up where it falls short."""
+        if self.append or self.op == "delete":
+            return
+        held = self.state.count(conn)
+        if not held:
+            return
+        actual = self.dest.count()
+        if actual is None or actual == 0:
+            self.state.reset(conn)
+            what = "does not exist" if actual is None else "is empty"
+            self.result.log("warn", f"{self.dest.display} {what} although {held} records "
+                                    "were synced to it: they are all written again")
+            return
+        if actual >= held:
+            return
+        missing, after = 0, None
+        with self.dest.transaction(rollback=True) as dconn:
+            while keys := self.state.keys_after(conn, after, 500):
+                after = keys[-1]
+                values = [tuple(json.loads(k)) for k in keys]
+                found = {record_key([r[k] for k in self.key]) for r in
+                         self.dest.lookup(dconn, self.key, values, self.key)}
+                gone = [k for k in keys if k not in found]
+                if gone:
+                    self.state.forget(conn, gone)
+                    missing += len(gone)
+        if missing:
+            self.state.clear_cursor(conn)
+            self.result.log("warn", f"{missing} of the {held} records synced to "
+                                    f"{self.dest.display} are missing there: they are written "
+                                    "again")
 
     def _shard_filter(self) -> tuple[tuple[str, ...], int, int] | None:
         """(source columns, index, count) of this run's shard, for ReadRequest.shard. A

@@ -276,6 +276,19 @@ class StateStore:
             table = conn.dialect.identifier_preparer.format_table(self.records)
             conn.exec_driver_sql(f"ANALYZE {table}")
 
+    def keys_after(self, conn: Connection, after: str | None, limit: int) -> list[str]:
+        """The next `limit` record keys of this sync in key order, after `after`."""
+        r = self.records.c
+        stmt = sa.select(r.record_key).where(r.sync_name == self.sync_name)
+        if after is not None:
+            stmt = stmt.where(r.record_key > after)
+        return list(conn.execute(stmt.order_by(r.record_key).limit(limit)).scalars())
+
+    def reset(self, conn: Connection) -> None:
+        """Forget every record and the cursor of this sync (not the change log)."""
+        conn.execute(sa.delete(self.records).where(self.records.c.sync_name == self.sync_name))
+        self.clear_cursor(conn)
+
     def has_records(self, conn: Connection) -> bool:
         r = self.records.c
         return conn.execute(sa.select(r.record_key).where(r.sync_name == self.sync_name)
