@@ -1472,3 +1472,22 @@ def test_records_lost_in_the_destination_are_written_again(
     assert rows(wh_url, "people", "email") == sorted(
         (f"p{i}@example.com", f"name {i}") for i in range(1, 11))
     assert counts(sync(proj, "people")) == {}  # and the cursor is where it was
+
+
+def test_a_null_in_a_json_column_stays_sql_null(tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    create_table(os_url, "doc", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("title", sa.Text), sa.Column("data", sa.JSON)],
+        [{"id": 1, "title": "a", "data": {"k": 1}}, {"id": 2, "title": "b", "data": None}])
+    create_table(wh_url, "docs", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("title", sa.Text), sa.Column("data", sa.JSON)],
+        [{"id": 9, "title": "other", "data": {"x": 0}}])  # not empty: the record path
+    proj = project(tmp_path, backend, to_warehouse("docs", "doc", "docs", matchKey=["id"]))
+    assert counts(sync(proj, "docs")) == {"processed": 2, "inserted": 2}
+    update(os_url, "doc", {"id": 2}, {"title": "b2"})
+    assert counts(sync(proj, "docs")) == {"processed": 2, "updated": 1, "skipped": 1}
+    with engine_for(wh_url) as engine, engine.connect() as conn:
+        nulls = conn.execute(sa.text("SELECT id FROM docs WHERE data IS NULL")).scalars().all()
+    assert nulls == [2]

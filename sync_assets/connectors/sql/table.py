@@ -243,6 +243,15 @@ def translated(exc: BaseException, url: str, dialect: str) -> ConnectorError:
     return BatchRefused(message)
 
 
+def _json_none_as_null(table: sa.Table) -> sa.Table:
+    """A missing value in a JSON column is SQL NULL, not the JSON text `null` (SQLAlchemy's
+    default for bound parameters): the same as the COPY paths and the source."""
+    for column in table.columns:
+        if isinstance(column.type, sa.JSON):
+            column.type.none_as_null = True
+    return table
+
+
 class SqlTransaction:
     """A transaction on one database that commits, or always rolls back (a dry run);
     driver errors leave it as TransientError or BatchRefused. It yields the Connection."""
@@ -333,6 +342,8 @@ class SqlTable(Endpoint):
             self._table = None
         except DBAPIError as exc:
             raise self.error(exc, "reading the structure of") from None
+        if self._table is not None:
+            _json_none_as_null(self._table)
         return self._table
 
     def describe(self, *, refresh: bool = False) -> Description:
@@ -517,7 +528,7 @@ class SqlTable(Endpoint):
             schema=self.schema,
         )
         table.create(tx)
-        self._table = table
+        self._table = _json_none_as_null(table)
         self._parser_cache = None
         self._uniques = ()
 
