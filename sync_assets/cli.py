@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib import resources
-from typing import TextIO
+from typing import Any, TextIO
 
 from .connectors.base import ConnectorError
 from .project import Project, load_project
@@ -110,6 +112,35 @@ class _ProgressLine:
             self.stream.write("\r\x1b[K")
 
 
+class _Stop:
+    """SIGINT and SIGTERM ask the run to stop at its next batch boundary (a second one
+    stops at once); the exit code then says which signal it was (130, 143)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._before[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, sig: int, _frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signal = sig
+        self.event.set()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal or signal.SIGINT)
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import run
 
@@ -118,27 +149,39 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     for name in names:
         project.sync(name)  # every name checked before anything runs
     worst = EXIT_OK
-    for name in names:
-        bar = _ProgressLine(sys.stderr)
-        result = run(
-            project, name, full_refresh=args.full_refresh,
-            allow_mass_delete=args.allow_mass_delete, progress=None if args.json else bar,
-        )
-        bar.done()
-        spec = result.to_spec()
-        if spec["status"] != "completed":
-            worst = EXIT_RUN_FAILED
-        if args.json:
-            out.write(json.dumps(spec, ensure_ascii=False) + "\n")
-            continue
-        seconds = spec.get("durationMs", 0) / 1000
-        out.write(f"{name}: {spec['status']} in {seconds:.1f}s, {_stats_line(spec['stats'])}\n")
-        errors = spec.get("errors", [])
-        for error in errors[: args.show_errors]:
-            out.write(f"  {_error_line(error)}\n")
-        if len(errors) > args.show_errors:
-            out.write(f"  ... and {len(errors) - args.show_errors} more errors (see --json)\n")
-    return worst
+    with _Stop() as stop:
+        for name in names:
+            if stop.event.is_set():
+                break
+            worst = max(worst, _run_one(project, name, args, out, run, stop))
+    return stop.exit_code if stop.event.is_set() else worst
+
+
+def _run_one(project: Any, name: str, args: argparse.Namespace, out: TextIO, run: Any,
+             stop: _Stop) -> int:
+    """One sync of `run`: its summary (or its JSON result) on `out`, and its exit code."""
+    bar = _ProgressLine(sys.stderr)
+    result = run(
+        project, name, full_refresh=args.full_refresh,
+        allow_mass_delete=args.allow_mass_delete, progress=None if args.json else bar,
+        cancel=stop.event,
+    )
+    bar.done()
+    spec = result.to_spec()
+    code = EXIT_OK if spec["status"] == "completed" else EXIT_RUN_FAILED
+    if args.json:
+        out.write(json.dumps(spec, ensure_ascii=False) + "\n")
+        return code
+    seconds = spec.get("durationMs", 0) / 1000
+    out.write(f"{name}: {spec['status']} in {seconds:.1f}s, {_stats_line(spec['stats'])}\n")
+    if spec["status"] == "cancelled":
+        out.write("  stopped at a batch boundary; the next run resumes here\n")
+    errors = spec.get("errors", [])
+    for error in errors[: args.show_errors]:
+        out.write(f"  {_error_line(error)}\n")
+    if len(errors) > args.show_errors:
+        out.write(f"  ... and {len(errors) - args.show_errors} more errors (see --json)\n")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

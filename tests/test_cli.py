@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PROJECT = """\
 connectors:
@@ -261,3 +264,65 @@ def test_a_password_in_the_url_query_string_is_never_printed(tmp_path: Path) -> 
         assert "QSecr3tQ" not in shown and "K3y-Phrase" not in shown, shown
         assert (f"postgresql://syncer@127.0.0.1:{port}/wh?application_name=sync"
                 "&password=***&sslpassword=***") in shown
+
+
+def big_project(tmp_path: Path, n: int) -> Path:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/os.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE contact (id INTEGER PRIMARY KEY, email TEXT)"))
+        conn.execute(sa.text("INSERT INTO contact VALUES (:i, :e)"),
+                     [{"i": i, "e": f"p{i}@x.io"} for i in range(1, n + 1)])
+    engine.dispose()
+    (tmp_path / "project.yaml").write_text("""\
+objectstack: {url: "sqlite:///os.db"}
+connectors:
+  warehouse: {type: sql, url: "sqlite:///wh.db"}
+syncs:
+  - name: contacts
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: contacts,
+                  operation: upsert, matchKey: [email],
+                  mapping: [{source: email, target: email},
+                            {source: id, target: n, transform: {type: cast, targetType: string}}]}
+    batchSize: 10
+""")
+    return tmp_path
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_at_a_batch_boundary_with_a_result(
+        tmp_path: Path, sig: int, code: int) -> None:
+    import sqlite3
+    import time
+
+    project = big_project(tmp_path, 20_000)
+    proc = subprocess.Popen([sys.executable, "-m", "sync_assets.cli", "run", str(project),
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until a first batch has committed
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(project / "wh.db") as db:
+                if db.execute("SELECT count(*) FROM contacts").fetchone()[0]:
+                    break
+        except sqlite3.OperationalError:
+            continue
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    result = json.loads(stdout)
+    assert result["status"] == "cancelled"
+    assert 0 < result["stats"]["recordsInserted"] < 20_000
+    with sqlite3.connect(project / "wh.db") as db:
+        held = db.execute("SELECT count(*) FROM contacts").fetchone()[0]
+    assert held == result["stats"]["recordsInserted"]  # exactly what it says it committed
+    again = run_cli("run", str(project), "--json")
+    stats = json.loads(again.stdout)["stats"]
+    assert stats["recordsInserted"] == 20_000 - held
+    with sqlite3.connect(project / "wh.db") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT email) FROM contacts").fetchone() \
+            == (20_000, 20_000)

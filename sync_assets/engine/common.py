@@ -3,6 +3,7 @@ ends a run, the base runner (config, result, samples), where state lives, whole 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,10 @@ from .result import ResultBuilder
 
 MAPPING_CODES = {"CAST_ERROR", "EXPRESSION_ERROR"}
 T = TypeVar("T")
+
+
+class RunCancelled(Exception):
+    """The run was asked to stop; it stops at a batch boundary, with what it committed."""
 
 
 class RunFailed(Exception):
@@ -58,6 +63,8 @@ class RunOptions:
     sample_size: int = 5
     #: (index, count): run only the records of one static shard of the sync
     shard: tuple[int, int] | None = None
+    #: set (e.g. by a signal handler) to stop the run at the next batch boundary
+    cancel: threading.Event | None = None
 
 
 def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False
@@ -107,6 +114,10 @@ class RunBase:
     def execute(self) -> SyncExecutionResult:
         try:
             self._execute()
+        except RunCancelled:
+            self.result.log("warn", "cancelled at a batch boundary: every batch before it is "
+                                    "committed, and the next run resumes here")
+            return self.result.finish("cancelled")
         except (RunFailed, ConnectorError) as exc:
             code = exc.code if isinstance(exc, RunFailed) else "CONNECTOR_ERROR"
             self.result.error(str(exc), code=code)
@@ -116,6 +127,11 @@ class RunBase:
 
     def _execute(self) -> None:
         raise NotImplementedError
+
+    def check_cancelled(self) -> None:
+        """Between batches: stop here when the run was asked to."""
+        if self.options.cancel is not None and self.options.cancel.is_set():
+            raise RunCancelled()
 
     def write_with_policy(self, attempt: Callable[[], T], *, size: int,
                           one_by_one: Callable[[], None], refuse_one: Callable[[str], None],

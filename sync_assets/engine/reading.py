@@ -215,6 +215,7 @@ class Reading:
     def _report(self, read: int) -> None:
         if self.options.progress:
             self.options.progress(Progress(self.config.name, read, None, self.result))
+        self.check_cancelled()
 
     def _read_pass_parallel(self, request: ReadRequest, offset: int, workers: int) -> int:
         """Batches are written concurrently, each in its own transaction with its records'

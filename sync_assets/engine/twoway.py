@@ -396,6 +396,7 @@ class TwoWayRun(RunBase):
         source_fields = [self.back_names[t] for t in self.two_way if t in self.back_names]
         size = self.config.batchSize
         for i in range(0, len(keys), size):
+            self.check_cancelled()
             batch = keys[i : i + size]
             failing = next((k for k in batch if k in self._invalid), None)
             if failing is not None:
