@@ -164,7 +164,7 @@ def _run_one(project: Any, name: str, args: argparse.Namespace, out: TextIO, run
     result = run(
         project, name, full_refresh=args.full_refresh,
         allow_mass_delete=args.allow_mass_delete, progress=None if args.json else bar,
-        cancel=stop.event,
+        cancel=stop.event, lock_timeout=args.wait,
     )
     bar.done()
     spec = result.to_spec()
@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a mirror (operation sync) delete more than half of what it created")
     p.add_argument("--json", action="store_true",
                    help="print one SyncExecutionResult per line (JSON) on stdout")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for another run of a sync to end (default 30)")
     p.add_argument("--show-errors", type=int, default=10, metavar="N",
                    help="record errors shown per sync in the summary (default 10)")
     p.set_defaults(func=cmd_run)

@@ -326,3 +326,35 @@ def test_a_signal_stops_the_run_at_a_batch_boundary_with_a_result(
     with sqlite3.connect(project / "wh.db") as db:
         assert db.execute("SELECT count(*), count(DISTINCT email) FROM contacts").fetchone() \
             == (20_000, 20_000)
+
+
+def test_a_second_run_of_a_sync_waits_then_says_already_running(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    project = big_project(tmp_path, 20_000)
+    first = subprocess.Popen([sys.executable, "-m", "sync_assets.cli", "run", str(project),
+                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the first run is writing
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(project / "wh.db") as db:
+                if db.execute("SELECT count(*) FROM contacts").fetchone()[0]:
+                    break
+        except sqlite3.OperationalError:
+            continue
+    second = run_cli("run", str(project), "--json", "--wait", "0.5")
+    assert second.returncode == 1
+    result = json.loads(second.stdout)
+    assert result["status"] == "cancelled"
+    assert result["errors"] == [{"code": "ALREADY_RUNNING", "message": "another run of "
+                                 "contacts is in progress (waited 0.5 s); this run wrote "
+                                 "nothing"}]
+    assert result["stats"]["recordsProcessed"] == 0
+    stdout, _ = first.communicate(timeout=120)
+    assert json.loads(stdout)["stats"]["recordsInserted"] == 20_000
+    with sqlite3.connect(project / "wh.db") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT email) FROM contacts").fetchone() \
+            == (20_000, 20_000)

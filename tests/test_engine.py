@@ -1491,3 +1491,19 @@ def test_a_null_in_a_json_column_stays_sql_null(tmp_path: Path, backend: Urls) -
     with engine_for(wh_url) as engine, engine.connect() as conn:
         nulls = conn.execute(sa.text("SELECT id FROM docs WHERE data IS NULL")).scalars().all()
     assert nulls == [2]
+
+
+def test_a_run_on_postgresql_waits_for_the_lock_of_its_sync(
+        tmp_path: Path, pg_url: str, pg_url_2: str) -> None:
+    from sync_assets.connectors.sql import SqlStateHost
+
+    seed_people(pg_url, 3)
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "person", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"]))
+    with SqlStateHost(pg_url_2).lock("people", 0) as held:  # another run holds it
+        assert held
+        busy = sync(proj, "people", lock_timeout=0.3)
+    assert status(busy) == "cancelled" and codes(busy) == ["ALREADY_RUNNING"]
+    assert "people" not in table_names(pg_url_2)
+    assert counts(sync(proj, "people")) == {"processed": 3, "inserted": 3}

@@ -3,6 +3,7 @@ ends a run, the base runner (config, result, samples), where state lives, whole 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -30,6 +31,10 @@ T = TypeVar("T")
 
 class RunCancelled(Exception):
     """The run was asked to stop; it stops at a batch boundary, with what it committed."""
+
+
+class RunBusy(Exception):
+    """Another run of the same sync holds its state: this one writes nothing."""
 
 
 class RunFailed(Exception):
@@ -65,6 +70,8 @@ class RunOptions:
     shard: tuple[int, int] | None = None
     #: set (e.g. by a signal handler) to stop the run at the next batch boundary
     cancel: threading.Event | None = None
+    #: seconds to wait for another run of the same sync to finish before giving up
+    lock_timeout: float = 30.0
 
 
 def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False
@@ -110,10 +117,16 @@ class RunBase:
             log_level=self.config.effective_audit.logLevel,
         )
         self.samples: dict[str, list[Record]] = {}
+        self._held = contextlib.ExitStack()  # the run's lock, released when it ends
 
     def execute(self) -> SyncExecutionResult:
         try:
-            self._execute()
+            with self._held:
+                self._execute()
+        except RunBusy as exc:
+            self.result.error(str(exc), code="ALREADY_RUNNING")
+            self.result.log("warn", str(exc))
+            return self.result.finish("cancelled")
         except RunCancelled:
             self.result.log("warn", "cancelled at a batch boundary: every batch before it is "
                                     "committed, and the next run resumes here")
@@ -127,6 +140,17 @@ class RunBase:
 
     def _execute(self) -> None:
         raise NotImplementedError
+
+    def take_lock(self, name: str) -> None:
+        """One run of a sync at a time, whatever started it: hold the lock of its state for
+        the whole run (a plan writes nothing and takes none)."""
+        lock = getattr(self.state_host, "lock", None)
+        if self.options.dry_run or lock is None:
+            return
+        timeout = self.options.lock_timeout
+        if not self._held.enter_context(lock(name, timeout)):
+            raise RunBusy(f"another run of {self.config.name} is in progress (waited "
+                          f"{timeout:g} s); this run wrote nothing")
 
     def check_cancelled(self) -> None:
         """Between batches: stop here when the run was asked to."""

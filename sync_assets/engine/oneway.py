@@ -87,6 +87,7 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
                 )
         self.shard = self._shard_filter()
         self._open_state()
+        self.take_lock(self.state_name)
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
             self._repair_drift(conn)

@@ -146,6 +146,7 @@ class TwoWayRun(RunBase):
         self.state, self.state_host, self.state_apart = open_state(
             self.project, self.dst, self.config.name,
             compress=self.config.effective_optimization.compressionEnabled)
+        self.take_lock(self.config.name)
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self.state.ensure(conn)
             self.pairs = self.state.load_pairs(conn)

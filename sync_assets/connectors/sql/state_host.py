@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import sqlalchemy as sa
 
 from .table import SqlTransaction, get_engine
 
@@ -20,3 +27,51 @@ class SqlStateHost:
 
     def same_database(self, other: Any) -> bool:
         return isinstance(other, SqlStateHost) and other.engine.url == self.engine.url
+
+    @contextmanager
+    def lock(self, name: str, timeout: float) -> Iterator[bool]:
+        """Hold the lock of one sync's state for the block: yields False when another run
+        still held it after `timeout` seconds. PostgreSQL: a session advisory lock on a
+        connection of its own; SQLite: an exclusive file lock beside the database file;
+        elsewhere (or an in-memory SQLite) no lock."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            with self.engine.connect() as conn:
+                key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(),
+                                     "big", signed=True)
+                deadline = time.monotonic() + timeout
+                while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                       {"k": key}).scalar():
+                    conn.rollback()
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.2)
+                conn.commit()
+                try:
+                    yield True
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        database = self.engine.url.database if dialect == "sqlite" else None
+        if not database or database == ":memory:":
+            yield True
+            return
+        digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+        path = f"{database}.sync-{digest}.lock"
+        with open(path, "a+b") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.2)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
