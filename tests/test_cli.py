@@ -291,25 +291,33 @@ syncs:
     return tmp_path
 
 
+def wait_for_a_committed_batch(project: Path, seconds: float = 60) -> None:
+    """Until a running sync of `big_project` has committed its first batch."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(project / "wh.db") as db:
+                if db.execute("SELECT count(*) FROM contacts").fetchone()[0]:
+                    return
+        except sqlite3.OperationalError:  # no table yet
+            continue
+    raise AssertionError(f"no batch committed in {seconds} s")
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_at_a_batch_boundary_with_a_result(
         tmp_path: Path, sig: int, code: int) -> None:
     import sqlite3
-    import time
 
     project = big_project(tmp_path, 20_000)
     proc = subprocess.Popen([sys.executable, "-m", "sync_assets.cli", "run", str(project),
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until a first batch has committed
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(project / "wh.db") as db:
-                if db.execute("SELECT count(*) FROM contacts").fetchone()[0]:
-                    break
-        except sqlite3.OperationalError:
-            continue
+    wait_for_a_committed_batch(project)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
@@ -330,21 +338,12 @@ def test_a_signal_stops_the_run_at_a_batch_boundary_with_a_result(
 
 def test_a_second_run_of_a_sync_waits_then_says_already_running(tmp_path: Path) -> None:
     import sqlite3
-    import time
 
     project = big_project(tmp_path, 20_000)
     first = subprocess.Popen([sys.executable, "-m", "sync_assets.cli", "run", str(project),
                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the first run is writing
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(project / "wh.db") as db:
-                if db.execute("SELECT count(*) FROM contacts").fetchone()[0]:
-                    break
-        except sqlite3.OperationalError:
-            continue
+    wait_for_a_committed_batch(project)
     second = run_cli("run", str(project), "--json", "--wait", "0.5")
     assert second.returncode == 1
     result = json.loads(second.stdout)

@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +39,8 @@ from sync_assets.connectors.sql import dispose_engines
 from sync_assets.engine import run
 from sync_assets.state import StateStore
 
+from kill_helpers import LINE_TIMEOUT, Pace, kill_one_run
+
 WORKER = Path(__file__).with_name("crash_worker.py")
 SYNC = "crash_sync"
 ROWS = 16_000
@@ -50,7 +48,6 @@ BATCH = 300
 KILLS = 10  # per case; 12 cases
 MAX_DELETES = 9  # per case, under the mirror's mass-delete guard (more than 10 at once)
 BASE = datetime(2024, 1, 1, 8, 0, 0)
-LINE_TIMEOUT = 120.0  # seconds a worker may go without reporting before the test gives up
 
 KILL_LOG: list[tuple[str, str, int]] = []  # (case id, where the kill landed, batches committed)
 
@@ -255,98 +252,6 @@ def precreate_destination(wh_url: str) -> None:
 
 
 # -- killing a worker ------------------------------------------------------------------------
-@dataclass
-class Pace:
-    """How long a batch takes, learned from the workers' reports."""
-
-    first: list[float] = field(default_factory=lambda: [0.15])  # start to first batch
-    step: list[float] = field(default_factory=lambda: [0.02])  # one batch to the next
-    tail: list[float] = field(default_factory=lambda: [0.3])  # last batch to the end
-
-    @staticmethod
-    def typical(values: list[float]) -> float:
-        recent = sorted(values[-30:])
-        return recent[len(recent) // 2]
-
-
-def _reader(stream: Any, lines: queue.Queue[tuple[float, str | None]]) -> None:
-    for line in stream:
-        lines.put((time.monotonic(), line.rstrip("\n")))
-    lines.put((time.monotonic(), None))
-
-
-def kill_one_run(project_file: Path, rng: Random, batches: int, tail: bool, pace: Pace,
-                 stderr_file: Path) -> tuple[str, int]:
-    """Start a worker, SIGKILL it at a random point; return (where it landed, batches done).
-
-    The point: after a random number of committed batches (0 .. batches-1, or up to `batches`
-    when there is a tail worth hitting, like the mirror phase), plus a random fraction of the
-    time a batch takes.
-    """
-    target = rng.randrange(batches + (1 if tail else 0))
-    fraction = rng.random()
-    with stderr_file.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), str(project_file), SYNC],
-            stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
-        )
-    lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
-    seen: list[str] = []
-    started = last = deadline = None
-    done = 0
-    try:
-        while True:
-            if deadline is None and started is not None and done >= target:
-                # the kill point: a random fraction into the batch after the target-th one, or
-                # into what follows the last batch
-                hint = pace.first if done == 0 else pace.tail if done >= batches else pace.step
-                deadline = last + fraction * Pace.typical(hint)
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                try:
-                    at, line = lines.get(timeout=wait)
-                except queue.Empty:
-                    break
-            else:
-                at, line = lines.get(timeout=LINE_TIMEOUT)
-            if line is None:
-                break
-            seen.append(line)
-            if line == "start":
-                started = last = at
-            elif line.startswith("batch "):
-                (pace.first if done == 0 else pace.step).append(at - last)
-                last = at
-                done += 1
-            elif line.startswith("done ") and done:
-                pace.tail.append(at - last)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=LINE_TIMEOUT)
-    except BaseException:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        raise
-    finally:
-        if proc.stdout:
-            proc.stdout.close()
-    if proc.returncode == -signal.SIGKILL:
-        if started is None:
-            return "before start", done
-        # inside a batch (reading, writing or committing it), or after the last one: in the
-        # mirror phase of `sync`, or finishing
-        return ("mid-run" if done < batches else "after last batch"), done
-    output = "\n".join(seen)
-    assert proc.returncode == 0, (
-        f"worker exited with {proc.returncode}:\n{output}\n{stderr_file.read_text()}"
-    )
-    return "after end", done
-
-
 # -- reading the destination -----------------------------------------------------------------
 def destination_rows(wh_url: str) -> list[tuple[Any, ...]]:
     engine = sa.create_engine(wh_url)
@@ -414,7 +319,8 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
         else:
             reads = len(source.rows)
         batches = max(1, math.ceil(reads / BATCH))
-        where, done = kill_one_run(project_file, rng, batches, case.operation == "sync", pace,
+        where, done = kill_one_run([sys.executable, str(WORKER), str(project_file), SYNC], rng,
+                                   batches, case.operation == "sync", pace,
                                    tmp_path / "worker.err")
         KILL_LOG.append((case_id, where, done))
         source.change(round_no, case)

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from random import Random
@@ -54,6 +50,7 @@ from sync_assets.filters import parse_filter
 from sync_assets.state import StateStore
 
 from engine_helpers import counts, create_table, errors, rows, spec, sync
+from kill_helpers import Pace, kill_one_run
 from objectstack_harness import ObjectStackServer, objectstack_server  # noqa: F401
 from objectstack_peer import FaultProxy, ObjectStackPeer
 
@@ -661,86 +658,7 @@ WORKER = Path(__file__).with_name("objectstack_crash_worker.py")
 CRASH_ROWS = 5_000
 CRASH_BATCH = 500
 KILLS = int(os.environ.get("OBJECTSTACK_KILLS", "30"))  # per direction
-LINE_TIMEOUT = 120.0
 BASE = datetime(2024, 1, 1, 8, 0, 0)
-
-
-@dataclass
-class Pace:
-    """How long a run takes from its start to its first batch, between batches, and after the
-    last one (learned from the workers' reports)."""
-
-    first: list[float] = field(default_factory=lambda: [1.0])
-    step: list[float] = field(default_factory=lambda: [0.5])
-    tail: list[float] = field(default_factory=lambda: [0.2])
-
-    @staticmethod
-    def typical(values: list[float]) -> float:
-        recent = sorted(values[-15:])
-        return recent[len(recent) // 2]
-
-
-def _reader(stream: Any, lines: queue.Queue[tuple[float, str | None]]) -> None:
-    for line in stream:
-        lines.put((time.monotonic(), line.rstrip("\n")))
-    lines.put((time.monotonic(), None))
-
-
-def kill_one_run(project_file: Path, sync_name: str, rng: Random, batches: int, pace: Pace,
-                 stderr_file: Path) -> tuple[str, int]:
-    """Start a worker and SIGKILL it at a random point: after a random number of committed
-    batches (0 .. batches), a random fraction into what comes next. (where, batches done)."""
-    target = rng.randrange(batches + 1)
-    fraction = rng.random()
-    with stderr_file.open("w") as err:
-        proc = subprocess.Popen([sys.executable, str(WORKER), str(project_file), sync_name],
-                                stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-    lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
-    seen: list[str] = []
-    started = last = deadline = None
-    done = 0
-    try:
-        while True:
-            if deadline is None and started is not None and done >= target:
-                hint = pace.first if done == 0 else pace.tail if done >= batches else pace.step
-                deadline = last + fraction * Pace.typical(hint)
-            try:
-                wait = LINE_TIMEOUT if deadline is None else deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                at, line = lines.get(timeout=wait)
-            except queue.Empty:
-                if deadline is None:
-                    raise AssertionError(f"worker silent for {LINE_TIMEOUT} s: {seen}") from None
-                break
-            if line is None:
-                break
-            seen.append(line)
-            if line == "start":
-                started = last = at
-            elif line.startswith("batch ") and last is not None:
-                (pace.first if done == 0 else pace.step).append(at - last)
-                last = at
-                done += 1
-            elif line.startswith("done ") and last is not None and done:
-                pace.tail.append(at - last)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=LINE_TIMEOUT)
-    except BaseException:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        raise
-    finally:
-        if proc.stdout:
-            proc.stdout.close()
-    if proc.returncode == -signal.SIGKILL:
-        return ("before start" if started is None else "mid-run" if done < batches
-                else "after last batch"), done
-    assert proc.returncode == 0, (proc.returncode, seen, stderr_file.read_text()[-3000:])
-    return "after end", done
 
 
 def final_runs(project_file: Path, sync_name: str) -> None:
@@ -780,12 +698,13 @@ def write_project(env: Env, sync_def: Mapping[str, Any]) -> Path:
 
 def kill_repeatedly(env: Env, project_file: Path, sync_name: str, rng: Random,
                     remaining: Any, change: Any) -> Counter[str]:
-    pace = Pace()
+    # a run against the server is slower to start and per batch than one between databases
+    pace = Pace(first=[1.0], step=[0.5], tail=[0.2], window=15)
     landed: Counter[str] = Counter()
     for round_no in range(KILLS):
         batches = max(1, math.ceil(remaining() / CRASH_BATCH))
-        where, _ = kill_one_run(project_file, sync_name, rng, batches, pace,
-                                env.tmp / "worker.err")
+        where, _ = kill_one_run([sys.executable, str(WORKER), str(project_file), sync_name],
+                                rng, batches, True, pace, env.tmp / "worker.err")
         landed[where] += 1
         change(round_no)
     print(f"\n{sync_name}: {KILLS} kills: {dict(landed)}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from .base import ConnectorType
+from .memory import MemorySettings
+from .objectstack_rest.settings import ObjectStackRestSettings
 from .settings import SqlConnectorSettings
 
 _SQL_KINDS = {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite",
@@ -36,44 +40,29 @@ SQL = ConnectorType(
 )
 
 
-def _open_memory(settings: Any, resource: str, display: str) -> Any:
-    from .memory import open_memory
+def _opener(module: str, name: str) -> Callable[[Any, str, str], Any]:
+    """Opens endpoints with `module.name`, importing the module (and what it needs, e.g. an
+    HTTP stack) only when a project opens one."""
+    def open_endpoint(settings: Any, resource: str, display: str) -> Any:
+        found = getattr(importlib.import_module(module, __package__), name)
+        return found(settings, resource, display)
 
-    return open_memory(settings, resource, display)
-
-
-def _memory_settings() -> type:
-    from .memory import MemorySettings
-
-    return MemorySettings
+    return open_endpoint
 
 
 MEMORY = ConnectorType(
     name="memory",
-    settings=_memory_settings(),
-    open=_open_memory,
+    settings=MemorySettings,
+    open=_opener(".memory", "open_memory"),
     kinds=lambda s: {"memory"},
     summary="record sets held in this process (store); for tests and examples",
     resource_hint="the record set to use",
 )
 
-
-def _open_objectstack(settings: Any, resource: str, display: str) -> Any:
-    from .objectstack_rest.connector import open_rest
-
-    return open_rest(settings, resource, display)
-
-
-def _objectstack_settings() -> type:
-    from .objectstack_rest.settings import ObjectStackRestSettings
-
-    return ObjectStackRestSettings
-
-
 OBJECTSTACK = ConnectorType(
     name="objectstack",
-    settings=_objectstack_settings(),
-    open=_open_objectstack,
+    settings=ObjectStackRestSettings,
+    open=_opener(".objectstack_rest.connector", "open_rest"),
     kinds=lambda s: {"objectstack"},
     summary="an ObjectStack server's REST data API (url, apiKey)",
     resource_hint="the ObjectStack object to use (its name, e.g. contact)",

@@ -20,8 +20,6 @@ from typing import Any
 
 from ..spec.values import plain
 
-__all__ = ["plain"]
-
 
 def record_key(values: Sequence[Any]) -> str:
     """The JSON of the key values: `["a@x.io"]`, `[7]`, `["eu",7]`."""

@@ -372,11 +372,6 @@ class SqlTable(Endpoint):
             self._uniques = tuple(k for k in found if all(isinstance(c, str) for c in k))
         return self._uniques
 
-    def is_unique(self, columns: Sequence[str]) -> bool:
-        """Whether these columns hold each combination at most once (a primary key, a unique
-        constraint or a unique index on exactly them)."""
-        return self.describe().is_unique(columns)
-
     def is_empty(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -594,7 +589,7 @@ class SqlTable(Endpoint):
         return SqlStateHost(self.url, self.schema, engine=self.engine)
 
     def count(self) -> int | None:
-        table = self.reflect(refresh=True)
+        table = self.reflect()
         if table is None:
             return None
         try:
@@ -743,21 +738,6 @@ class SqlTable(Endpoint):
             if key and not self.fetch(conn, key, [tuple(row[k] for k in key)], key):
                 raise
             return False
-
-    def fetch_all(self, columns: Sequence[str], filter: Any = None,
-                  order_by: Sequence[str] = ()) -> list[Record]:
-        """Every row (within a filter): for two-way syncs, which compare both sides whole."""
-        table = self.table()
-        stmt = sa.select(*[self.column(c) for c in columns])
-        if filter is not None:
-            stmt = stmt.where(objectql.compile_filter(filter, dict(table.c)))
-        if order_by:
-            stmt = stmt.order_by(*[self.column(c) for c in order_by])
-        try:
-            with self.engine.connect() as conn:
-                return [dict(r) for r in conn.execute(stmt).mappings()]
-        except DBAPIError as exc:
-            raise self.error(exc, "reading") from None
 
     def delete(self, conn: Connection, key: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> int:
         table = self.table()
