@@ -197,6 +197,16 @@ def test_plan_shows_counts_and_samples_and_writes_nothing(tmp_path: Path) -> Non
     assert tables == []
 
 
+def test_plan_creates_no_database_file_and_no_state_folder(tmp_path: Path) -> None:
+    """#13 defect 13: a plan into a SQLite database that does not exist yet leaves no file."""
+    project = seeded_project(tmp_path)
+    before = sorted(p.name for p in project.iterdir())
+    result = run_cli("plan", str(project), "--sync", "contacts")
+    assert result.stdout.splitlines()[1] == (
+        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
+    assert sorted(p.name for p in project.iterdir()) == before == ["os.db", "project.yaml"]
+
+
 def test_run_shows_a_progress_line_on_a_terminal(tmp_path: Path) -> None:
     import os
     import pty

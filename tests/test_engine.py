@@ -1209,6 +1209,26 @@ def test_plan_creates_no_tables(tmp_path: Path, backend: Urls) -> None:
     assert table_names(wh_url) == before
 
 
+def test_plan_of_a_new_incremental_sync_counts_like_its_first_run(
+    tmp_path: Path, backend: Urls
+) -> None:
+    """#13 defect 1: a plan before the first run of a sync with a changeTrackingField."""
+    os_url, wh_url = backend
+    seed_people(os_url, 3)
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", syncMode="incremental", changeTrackingField="updated_at",
+        audit=None, **id_name()))
+
+    planned = plan(proj, "people")
+
+    assert spec(planned.result)["errors"] == []
+    assert status(planned.result) == "completed"
+    assert planned.stats["recordsInserted"] == 3
+    assert "people" not in table_names(wh_url)
+    assert sum(state_counts(wh_url).values()) == 0
+    assert planned.stats == spec(sync(proj, "people"))["stats"]
+
+
 # -- optimization ----------------------------------------------------------------------------
 
 def _people(n: int) -> list[dict[str, Any]]:

@@ -74,8 +74,8 @@ class RunOptions:
     lock_timeout: float = 30.0
 
 
-def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False
-               ) -> tuple[StateStore, Any, bool]:
+def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = False,
+               create: bool = True) -> tuple[StateStore, Any, bool]:
     """(store, host, apart). State beside the data where the destination can host it and
     the project names no `state.url`; otherwise in the project's state database, written
     around the destination's acknowledgements (intent before the write, the rest after)."""
@@ -85,7 +85,7 @@ def open_state(project: Project, dest: Endpoint, name: str, *, compress: bool = 
         return StateStore(name, dest_host.schema, compress=compress), dest_host, False
     host = project_state_host(project.root,
                               settings.url.get_secret_value() if settings.url else None,
-                              settings.db_schema)
+                              settings.db_schema, create=create)
     return (StateStore(name, host.schema, compress=compress), host,
             not host.same_database(dest_host))
 

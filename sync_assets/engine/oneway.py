@@ -71,6 +71,8 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         self.source_id = list(sdesc.primary_key) or self._source_key_fallback()
         ddesc = self.dest.describe()
         self.dest_exists = ddesc.exists
+        #: how the destination stores each column, to compare values as it holds them
+        self.dest_kinds = {name: f.kind for name, f in ddesc.fields.items()}
         self.key = self._destination_key(ddesc)
         self.append = self.op == "insert" and not self.key
         if not self.key and self.op != "insert":
@@ -208,7 +210,8 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
 
     def _open_state(self) -> None:
         self.state, self.state_host, self.state_apart = open_state(
-            self.project, self.dest, self.state_name, compress=self._compress)
+            self.project, self.dest, self.state_name, compress=self._compress,
+            create=not self.options.dry_run)
         if self.append and self.state_apart and not self.dest.capabilities.idempotent_inserts:
             raise RunFailed(
                 f"insert without matchKey appends, which {self.dest.display} cannot make "

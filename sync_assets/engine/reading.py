@@ -87,8 +87,9 @@ class Reading:
             request = ReadRequest(**{**request.__dict__, "order_by": self.source_id})
         read = self._read_pass(request)
         if self.cursor_at_end is not None:
-            with self.state_host.transaction() as sconn:
-                self.state.save_cursor(sconn, self.cursor_at_end)
+            if not self.options.dry_run:  # a plan commits nothing, not even a cursor
+                with self.state_host.transaction() as sconn:
+                    self.state.save_cursor(sconn, self.cursor_at_end)
             self._advanced(self.cursor_at_end)
             self.cursor_at_end = None
         if request.cursor_field is not None:

@@ -15,6 +15,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
+from decimal import Decimal
 from json.encoder import encode_basestring as _encode_str  # the C encoder
 from typing import Any
 
@@ -83,5 +85,51 @@ def fingerprint(record: Mapping[str, Any], fields: Sequence[str]) -> str:
     return fingerprints([record], fields)[0]
 
 
-def same_values(a: Mapping[str, Any], b: Mapping[str, Any], fields: Sequence[str]) -> bool:
-    return all(plain(a.get(f)) == plain(b.get(f)) for f in fields)
+def same_values(stored: Mapping[str, Any], new: Mapping[str, Any], fields: Sequence[str],
+                kinds: Mapping[str, str] | None = None) -> bool:
+    """Whether the destination already holds `new`: every field equal, read as the
+    destination's column (its portable kind) would store it, so an integer bound for a text
+    column equals the '7' it holds there and is not rewritten on every full refresh."""
+    kinds = kinds or {}
+    return all(same_value(stored.get(f), new.get(f), kinds.get(f)) for f in fields)
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "t", "yes"}), frozenset({"0", "false", "f", "no"})
+
+
+def same_value(stored: Any, new: Any, kind: str | None) -> bool:
+    a, b = plain(stored), plain(new)
+    if a == b:
+        return True
+    if a is None or b is None or kind is None:
+        return False
+    try:
+        if kind == "text":
+            if isinstance(new, date | dt_time):  # stored as ISO text, either separator
+                return _instant(a) == _instant(b)
+            if isinstance(new, int | float | Decimal) and not isinstance(new, bool):
+                return Decimal(str(a)) == Decimal(str(b))  # '0.50' holds Decimal('0.5')
+            text = b if isinstance(b, str) else json.dumps(b, separators=(",", ":"))
+            if isinstance(b, bool):
+                return str(a).lower() in (_TRUE if b else _FALSE)
+            return str(a) == text
+        if kind in ("integer", "decimal", "float"):
+            return Decimal(str(a)) == Decimal(str(b))
+        if kind == "boolean":
+            return str(a).lower() in (_TRUE if str(b).lower() in _TRUE else _FALSE)
+        if kind == "json":
+            return json.loads(a) == b if isinstance(a, str) else a == json.loads(b)
+        if kind in ("datetime", "date", "time"):
+            return _instant(a) == _instant(b)
+    except (ValueError, ArithmeticError, TypeError):
+        return False
+    return False
+
+
+def _instant(text: Any) -> Any:
+    """A date or time in ISO text, in either separator or precision, as one value."""
+    value = str(text).replace(" ", "T")
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=None)
+    except ValueError:
+        return value

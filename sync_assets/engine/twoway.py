@@ -145,7 +145,8 @@ class TwoWayRun(RunBase):
     def _open_state(self) -> None:
         self.state, self.state_host, self.state_apart = open_state(
             self.project, self.dst, self.config.name,
-            compress=self.config.effective_optimization.compressionEnabled)
+            compress=self.config.effective_optimization.compressionEnabled,
+            create=not self.options.dry_run)
         self.take_lock(self.config.name)
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
             self.state.ensure(conn)

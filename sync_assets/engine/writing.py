@@ -189,7 +189,8 @@ class Writing:
                     inserts.append(it)
                     states.append((it.key, it.fp, True))
                     continue
-                if self.op == "insert" or same_values(cur, it.mapped, targets):
+                if self.op == "insert" or same_values(cur, it.mapped, targets,
+                                                       self.dest_kinds):
                     out.skipped += 1  # already there as it should be
                     states.append((it.key, it.fp, created))
                     continue

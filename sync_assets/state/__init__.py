@@ -16,11 +16,14 @@ from .store import PairState, StateStore
 DEFAULT_STATE_FILE = Path(".sync_assets") / "state.db"
 
 
-def project_state_host(root: Path, url: str | None, schema: str | None) -> SqlStateHost:
-    """The project's state database: `state.url`, or the embedded file beside the project."""
+def project_state_host(root: Path, url: str | None, schema: str | None, *,
+                       create: bool = True) -> SqlStateHost:
+    """The project's state database: `state.url`, or the embedded file beside the project
+    (its folder made unless `create` is false: a plan leaves no trace)."""
     if url is None:
         path = root / DEFAULT_STATE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{path}"
     return SqlStateHost(url, schema)
 

@@ -9,11 +9,13 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,7 +69,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A write transaction takes the write lock at BEGIN (IMMEDIATE), where SQLite waits out
+    # busy_timeout; a deferred one that writes after reading fails at once when another
+    # process holds the lock, as its snapshot may be stale.
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".rstrip())
 
 
 _DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
@@ -170,6 +176,19 @@ def _parse_date(text: str) -> date:
     return date.fromisoformat(text) if len(text) == 10 else _parse_datetime(text).date()
 
 
+def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if type(value) is str:
+            with contextlib.suppress(ValueError):  # the database reports what it refuses
+                return parse(value)
+        return value
+    return convert
+
+
+def _decimal_as_text(value: Any) -> Any:
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
 def split_resource(resource: str, default_schema: str | None) -> tuple[str | None, str]:
     """`schema.table` or `table`; a quoted name is not split."""
     if "." in resource and not resource.startswith('"'):
@@ -252,18 +271,47 @@ def _json_none_as_null(table: sa.Table) -> sa.Table:
     return table
 
 
+def missing_sqlite_file(engine: Engine) -> bool:
+    """A SQLite database whose file does not exist yet: connecting would create it empty."""
+    if engine.dialect.name != "sqlite":
+        return False
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    return not os.path.exists(database)
+
+
+_SCRATCH: Engine | None = None
+
+
+def _scratch_engine() -> Engine:
+    """An in-memory SQLite database, for rolled-back transactions on a SQLite file that does
+    not exist: an absent database behaves as an empty one, and a dry run creates no file."""
+    global _SCRATCH
+    with _ENGINES_LOCK:
+        if _SCRATCH is None:
+            _SCRATCH = sa.create_engine("sqlite://")
+            sa.event.listen(_SCRATCH, "connect", _sqlite_pragmas)
+            sa.event.listen(_SCRATCH, "begin", _sqlite_begin)
+        return _SCRATCH
+
+
 class SqlTransaction:
     """A transaction on one database that commits, or always rolls back (a dry run);
     driver errors leave it as TransientError or BatchRefused. It yields the Connection."""
 
     def __init__(self, engine: Engine, url: str, *, rollback: bool) -> None:
         self.engine = engine
+        if rollback and missing_sqlite_file(engine):
+            self.engine = _scratch_engine()
         self.url = url
         self.rollback = rollback
 
     def __enter__(self) -> Connection:
         try:
             self.conn = self.engine.connect()
+            if not self.rollback and self.engine.dialect.name == "sqlite":
+                self.conn.execution_options(sqlite_begin="IMMEDIATE")
             self.tx = self.conn.begin()
         except StatementError as exc:
             raise translated(exc, self.url, self.engine.dialect.name) from None
@@ -334,6 +382,9 @@ class SqlTable(Endpoint):
         if self._table is not None and not refresh:
             return self._table
         self._parser_cache = None
+        if missing_sqlite_file(self.engine):  # looking would create the file
+            self._table = None
+            return None
         try:
             self._table = sa.Table(
                 self.table_name, sa.MetaData(), schema=self.schema, autoload_with=self.engine
@@ -682,33 +733,38 @@ class SqlTable(Endpoint):
         return conds
 
     def _parsers(self) -> dict[str, Any]:
-        """Columns whose type needs a Python value, with how to read one from text."""
+        """Columns whose values need converting before the driver binds them, with how."""
         if self._parser_cache is None:
             parsers: dict[str, Any] = {}
+            sqlite = self.dialect == "sqlite"
             for column in self.table().columns:
                 try:
                     python_type = column.type.python_type
                 except NotImplementedError:
-                    continue
+                    python_type = None
                 if python_type is datetime:
-                    parsers[column.name] = _parse_datetime
+                    parsers[column.name] = _from_text(_parse_datetime)
                 elif python_type is date:
-                    parsers[column.name] = _parse_date
+                    parsers[column.name] = _from_text(_parse_date)
+                elif sqlite and python_type is not Decimal and not isinstance(
+                        column.type, sa.Numeric):
+                    # sqlite3 binds no Decimal: give its text, which the column's
+                    # affinity stores as SQLite would store that literal
+                    parsers[column.name] = _decimal_as_text
             self._parser_cache = parsers
         return self._parser_cache
 
     def coerce(self, row: Record) -> Record:
-        """Text values for date and time columns as Python values (SQLite's driver types
-        refuse text; PostgreSQL would parse it anyway): ISO-8601 text, as the engine writes."""
+        """Values as the driver can bind them for their columns: ISO-8601 text for date and
+        time columns as Python values (SQLite's driver types refuse text; PostgreSQL would
+        parse it anyway), decimals for SQLite's non-numeric columns as text."""
         parsers = self._parsers()
         if not parsers:
             return row
         out = dict(row)
-        for name, parse in parsers.items():
-            value = out.get(name)
-            if type(value) is str:
-                with contextlib.suppress(ValueError):  # the database reports what it refuses
-                    out[name] = parse(value)
+        for name, convert in parsers.items():
+            if name in out:
+                out[name] = convert(out[name])
         return out
 
     def update_one(self, conn: Connection, key: Sequence[str], row: Record,
