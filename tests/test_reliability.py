@@ -14,14 +14,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 from sync_assets.connectors.sql import dispose_engines
 
 from engine_helpers import (
     counts,
     create_table,
+    engine_for,
+    execute,
     insert,
     project,
+    rows,
     spec,
     status,
     sync,
@@ -29,6 +33,11 @@ from engine_helpers import (
 )
 
 Urls = tuple[str, str]
+
+
+def query(url: str, statement: str) -> list[tuple[Any, ...]]:
+    with engine_for(url) as engine, engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(statement))]
 
 
 @pytest.fixture
@@ -98,3 +107,45 @@ def test_a_full_refresh_into_columns_of_other_types_rewrites_nothing_unchanged(
     again = [counts(sync(proj, "readings", full_refresh=True)) for _ in range(2)]
 
     assert again == [{"processed": 4, "skipped": 4}] * 2
+
+
+def test_jsonb_negative_zero_and_nulls_arrive_as_they_left(
+        tmp_path: Path, pg_pair: Urls) -> None:
+    """#13 defect 4, PostgreSQL to PostgreSQL: a jsonb column is created as jsonb, -0.0
+    stays -0.0, SQL NULL stays NULL (not JSON 'null'), on the first load and on updates."""
+    os_url, wh_url = pg_pair
+    create_table(os_url, "doc", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("body", JSONB), sa.Column("x", sa.Float),
+    ], [{"id": 1, "body": {"a": 1}, "x": -0.0}, {"id": 2, "body": None, "x": None}])
+    proj = project(tmp_path, pg_pair, to_warehouse("docs", "doc", "docs", audit=None))
+    assert counts(sync(proj, "docs")) == {"processed": 2, "inserted": 2}
+    assert query(wh_url, "SELECT id, x::text FROM docs WHERE body IS NULL") == [(2, None)]
+    assert query(wh_url, "SELECT x::text FROM docs WHERE id = 1") == [("-0",)]
+    execute(os_url, "UPDATE doc SET body = NULL, x = '-0' WHERE id = 1")
+    execute(os_url, "UPDATE doc SET body = '[1]', x = 2.5 WHERE id = 2")
+
+    result = sync(proj, "docs", full_refresh=True)
+
+    assert counts(result) == {"processed": 2, "updated": 2}
+    assert rows(wh_url, "docs", "id") == [(1, None, -0.0), (2, [1], 2.5)]
+    assert query(wh_url, "SELECT pg_typeof(body)::text, (x::text) FROM docs ORDER BY id") \
+        == [("jsonb", "-0"), ("jsonb", "2.5")]
+    assert query(wh_url, "SELECT count(*) FROM docs WHERE body IS NULL") == [(1,)]
+
+
+def test_sqlite_timestamps_keep_their_stored_text(tmp_path: Path, sqlite_urls: Urls) -> None:
+    """#13 defect 4, SQLite: a timestamp synced between SQLite tables keeps its text form
+    ('2026-01-02 10:30:00', not '... .000000'), on the first load and on updates."""
+    os_url, wh_url = sqlite_urls
+    execute(os_url, "CREATE TABLE ev (id INTEGER PRIMARY KEY, at TIMESTAMP, n INTEGER)")
+    execute(os_url, "INSERT INTO ev VALUES (1, '2026-01-02 10:30:00', 1), "
+                    "(2, '2026-01-03 11:00:00.250000', 1)")
+    execute(wh_url, "CREATE TABLE evs (id INTEGER PRIMARY KEY, at TIMESTAMP, n INTEGER)")
+    proj = project(tmp_path, sqlite_urls, to_warehouse("evs", "ev", "evs", audit=None))
+    sync(proj, "evs")
+    execute(os_url, "UPDATE ev SET n = 2")
+    sync(proj, "evs", full_refresh=True)
+
+    assert query(wh_url, "SELECT id, at, n FROM evs ORDER BY id") == [
+        (1, "2026-01-02 10:30:00", 2), (2, "2026-01-03 11:00:00.250000", 2)]

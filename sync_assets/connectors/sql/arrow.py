@@ -182,8 +182,13 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     columns = []
     for name in data.column_names:
         values = data.column(name).to_pylist()
-        process = table.c[name].type.bind_processor(conn.dialect)
-        columns.append([process(v) for v in values] if process else values)
+        type_ = table.c[name].type
+        process = type_.bind_processor(conn.dialect)
+        stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write
+        if stored is not None and process is not None:
+            columns.append([process(stored(v)) for v in values])
+        else:
+            columns.append([process(v) for v in values] if process else values)
     stmt = sa.insert(table).compile(dialect=conn.dialect,
                                     column_keys=list(data.column_names))
     order = [data.column_names.index(p) for p in (stmt.positiontup or [])]

@@ -9,6 +9,7 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -19,7 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, BIT
+from sqlalchemy.dialects.postgresql import ARRAY, BIT, JSONB
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
     DBAPIError,
@@ -208,7 +210,14 @@ def generic_type(type_: Any) -> Any:
     if isinstance(generic, sa.String):
         # A mapping may lengthen values (map, defaultValue, expressions): never truncate.
         return sa.Text()
+    if isinstance(type_, JSONB):
+        return _JSON()
     return generic
+
+
+def _JSON() -> Any:
+    """JSON, as jsonb on PostgreSQL (indexable, compared by value)."""
+    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def kind_of(type_: Any) -> str:
@@ -232,7 +241,7 @@ _KINDS: tuple[tuple[Any, str], ...] = (
 _TYPES_OF_KINDS: dict[str, Any] = {
     "text": sa.Text, "integer": sa.BigInteger, "decimal": sa.Numeric, "float": sa.Float,
     "boolean": sa.Boolean, "date": sa.Date, "datetime": sa.DateTime, "time": sa.Time,
-    "json": sa.JSON, "binary": sa.LargeBinary, "uuid": sa.Uuid, "unknown": sa.Text,
+    "json": _JSON, "binary": sa.LargeBinary, "uuid": sa.Uuid, "unknown": sa.Text,
 }
 
 
@@ -262,13 +271,63 @@ def translated(exc: BaseException, url: str, dialect: str) -> ConnectorError:
     return BatchRefused(message)
 
 
-def _json_none_as_null(table: sa.Table) -> sa.Table:
-    """A missing value in a JSON column is SQL NULL, not the JSON text `null` (SQLAlchemy's
-    default for bound parameters): the same as the COPY paths and the source."""
+class _SqliteText(str):
+    """A timestamp already in the text it is stored as (see _SqliteDateTime)."""
+
+
+class _SqliteDateTime(SQLITE_DATETIME):
+    """SQLite timestamps written as SQLite writes them ('2026-01-02 10:30:00', fractions only
+    when there are some), not SQLAlchemy's fixed '... .000000': a value synced between SQLite
+    tables keeps its text. Only written values take this form (`stored_text`, applied by
+    `SqlTable.coerce`); a value compared in a WHERE keeps SQLAlchemy's, so filters and
+    cursors compare as before."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        fallback = super().bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            if isinstance(value, _SqliteText):
+                return str(value)
+            return fallback(value) if fallback else value
+        return process
+
+    @staticmethod
+    def stored_text(value: Any) -> Any:
+        if type(value) is str:
+            with contextlib.suppress(ValueError):  # the database reports what it refuses
+                value = _parse_datetime(value)
+        if isinstance(value, datetime):
+            return _SqliteText(value.replace(tzinfo=None).isoformat(sep=" "))
+        return value
+
+    @staticmethod
+    def forms(value: datetime) -> list[str]:
+        """Every text a writer may have stored this instant as: SQLite's, SQLAlchemy's, ISO."""
+        wall = value.replace(tzinfo=None)
+        short, full = wall.isoformat(sep=" "), wall.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return list(dict.fromkeys([short, full, short.replace(" ", "T"),
+                                   full.replace(" ", "T")]))
+
+
+def _adapted(table: sa.Table, dialect: str) -> sa.Table:
+    """Column types as this engine binds them. A missing value in a JSON column is SQL NULL,
+    not the JSON text `null` (SQLAlchemy's default for bound parameters): the same as the
+    COPY paths and the source. SQLite timestamps keep SQLite's own text form."""
     for column in table.columns:
         if isinstance(column.type, sa.JSON):
             column.type.none_as_null = True
+        elif dialect == "sqlite" and isinstance(column.type, sa.DateTime):
+            column.type = _SqliteDateTime()
     return table
+
+
+def _negative_zero_as_text(value: Any) -> Any:
+    # psycopg2 renders -0.0 as the SQL expression `-0.0`: a numeric 0 negated, stored as 0
+    if type(value) is float and value == 0.0 and math.copysign(1.0, value) < 0:
+        return "-0"
+    return value
 
 
 def missing_sqlite_file(engine: Engine) -> bool:
@@ -394,7 +453,7 @@ class SqlTable(Endpoint):
         except DBAPIError as exc:
             raise self.error(exc, "reading the structure of") from None
         if self._table is not None:
-            _json_none_as_null(self._table)
+            _adapted(self._table, self.dialect)
         return self._table
 
     def describe(self, *, refresh: bool = False) -> Description:
@@ -574,7 +633,7 @@ class SqlTable(Endpoint):
             schema=self.schema,
         )
         table.create(tx)
-        self._table = _json_none_as_null(table)
+        self._table = _adapted(table, self.dialect)
         self._parser_cache = None
         self._uniques = ()
 
@@ -729,7 +788,12 @@ class SqlTable(Endpoint):
         conds = [table.c[k] == v for k, v in zip(key, key_values, strict=True)]
         for column, value in (expected or {}).items():
             # the row must still hold what the sync read: otherwise someone changed it
-            conds.append(table.c[column].is_not_distinct_from(value))
+            col = table.c[column]
+            if isinstance(col.type, _SqliteDateTime) and isinstance(value, datetime):
+                # the stored text may be any writer's form of the same instant
+                conds.append(sa.type_coerce(col, sa.Text).in_(col.type.forms(value)))
+            else:
+                conds.append(col.is_not_distinct_from(value))
         return conds
 
     def _parsers(self) -> dict[str, Any]:
@@ -742,10 +806,14 @@ class SqlTable(Endpoint):
                     python_type = column.type.python_type
                 except NotImplementedError:
                     python_type = None
-                if python_type is datetime:
+                if isinstance(column.type, _SqliteDateTime):
+                    parsers[column.name] = column.type.stored_text
+                elif python_type is datetime:
                     parsers[column.name] = _from_text(_parse_datetime)
                 elif python_type is date:
                     parsers[column.name] = _from_text(_parse_date)
+                elif python_type is float and self.engine.dialect.driver == "psycopg2":
+                    parsers[column.name] = _negative_zero_as_text
                 elif sqlite and python_type is not Decimal and not isinstance(
                         column.type, sa.Numeric):
                     # sqlite3 binds no Decimal: give its text, which the column's
