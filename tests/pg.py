@@ -39,6 +39,19 @@ def pg_bin(name: str) -> str:
                        "(Debian: apt-get install postgresql)")
 
 
+_DATA_DIRS: dict[int, Path] = {}  # port -> data directory of the clusters started here
+
+
+def restart(url: str) -> None:
+    """Restart the cluster serving `url` (started here), as an operator would: every
+    connection to it is cut, and it is back when this returns."""
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    data = _DATA_DIRS[port]
+    subprocess.run(_as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w",
+                                 "-t", "60", "-l", str(data.parent / "log"), "restart"]),
+                   check=True, capture_output=True, cwd=data.parent)
+
+
 @contextmanager
 def postgres_cluster(
     settings: Mapping[str, str] | None = None,
@@ -68,6 +81,7 @@ def postgres_cluster(
              "-E", "UTF8", "--locale=C"])
         run([pg_bin("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "120",
              "-o", f"-h 127.0.0.1 -p {port} -k {base} -F {opts}", "start"])
+        _DATA_DIRS[port] = data
         if database is not None:
             run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                  "-c", f'CREATE DATABASE "{database}"'])

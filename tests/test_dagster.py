@@ -12,7 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from sync_assets import SyncTranslator, build_definitions, load_project
-from sync_assets.orchestration import CHECK_NAME, FULL_REFRESH_TAG, SYNC_TAG, SmtpNotifier
+from sync_assets.orchestration import (
+    CHECK_NAME,
+    DRIFT_CHECK_NAME,
+    FULL_REFRESH_TAG,
+    SYNC_TAG,
+    SmtpNotifier,
+)
 
 from dagster_helpers import ROOT, demo_copy
 
@@ -34,6 +40,11 @@ def materialize(
 def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     (event,) = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def completed(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == CHECK_NAME]
+    return check
 
 
 def warehouse(demo: Path) -> sa.Engine:
@@ -135,8 +146,8 @@ def test_materialization_metadata_carries_the_result(demo: Path) -> None:
     assert meta["dagster/row_count"] == 1500
     assert isinstance(meta["durationMs"], int)
     assert meta["cursor"]  # the change-tracking value reached
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == CHECK_NAME and check.passed
+    check = completed(result)
+    assert check.passed
 
 
 def test_a_partial_run_fails_the_check_with_the_error_table(demo: Path) -> None:
@@ -145,12 +156,64 @@ def test_a_partial_run_fails_the_check_with_the_error_table(demo: Path) -> None:
     meta = metadata(result)
     assert meta["status"] == "partial"
     assert meta["recordsErrored"] == 9  # the seed's "n/a" lifetime values
-    (check,) = result.get_asset_check_evaluations()
+    check = completed(result)
     assert not check.passed
     table = check.metadata["errors"].value
     assert len(table.records) == 9
     assert {r.data["code"] for r in table.records} == {"CAST_ERROR"}
     assert all(r.data["field"] == "lifetime_value" for r in table.records)
+
+
+def test_the_check_stays_failed_while_failed_records_wait(demo: Path) -> None:
+    """#13 defect 10: the next run, with nothing changed in the source, retries the 9
+    records that failed and reports them again: the check does not turn green over them."""
+    defs = build_definitions(demo)
+    assert metadata(materialize(defs, ["warehouse", "crm_contacts"]))["recordsErrored"] == 9
+
+    again = materialize(defs, ["warehouse", "crm_contacts"])
+
+    meta = metadata(again)
+    assert (meta["status"], meta["recordsErrored"], meta["recordsInserted"]) == (
+        "partial", 9, 0)
+    check = completed(again)
+    assert not check.passed
+    assert len(check.metadata["errors"].value.records) == 9
+
+
+@pytest.mark.parametrize("how", ["drop", "truncate", "delete some"])
+def test_a_destination_that_lost_records_is_restored_and_the_drift_check_warns(
+        demo: Path, how: str) -> None:
+    """#13 defect 3: the next incremental run finds what went missing, writes exactly that
+    back, and `destination_intact` says so."""
+    defs = build_definitions(demo)
+    first = materialize(defs, ["warehouse", "orders"])
+    (intact,) = [c for c in first.get_asset_check_evaluations()
+                 if c.check_name == DRIFT_CHECK_NAME]
+    assert intact.passed
+    wh = warehouse(demo)
+    with wh.begin() as conn:
+        conn.execute(sa.text({"drop": "DROP TABLE orders", "truncate": "DELETE FROM orders",
+                              "delete some": "DELETE FROM orders WHERE order_id <= 400"}[how]))
+        before = conn.execute(sa.text(
+            "SELECT count(*) FROM orders")).scalar() if how != "drop" else None
+
+    again = materialize(defs, ["warehouse", "orders"])
+
+    meta = metadata(again)
+    missing = 400 if how == "delete some" else 1500
+    assert (meta["recordsInserted"], meta["recordsUpdated"]) == (missing, 0)
+    assert meta["dagster/row_count"] == 1500
+    (check,) = [c for c in again.get_asset_check_evaluations()
+                if c.check_name == DRIFT_CHECK_NAME]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["missingRecords"].value == missing
+    assert check.metadata["syncedRecords"].value == 1500
+    if before is not None:
+        assert check.metadata["destinationRows"].value == before
+    wh.dispose()
+    third = materialize(defs, ["warehouse", "orders"])
+    assert [c.passed for c in third.get_asset_check_evaluations()
+            if c.check_name == DRIFT_CHECK_NAME] == [True]
 
 
 def test_a_failed_sync_fails_the_run(demo: Path) -> None:

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -149,3 +149,140 @@ def test_sqlite_timestamps_keep_their_stored_text(tmp_path: Path, sqlite_urls: U
 
     assert query(wh_url, "SELECT id, at, n FROM evs ORDER BY id") == [
         (1, "2026-01-02 10:30:00", 2), (2, "2026-01-03 11:00:00.250000", 2)]
+
+
+def test_a_match_key_repeated_in_a_later_batch_is_a_duplicate_key_error(
+        tmp_path: Path, backend: Urls) -> None:
+    """#13 defect 11: the second record with a key is errored DUPLICATE_KEY naming both
+    records, whichever batch each is in; the first is written, and a rerun writes nothing."""
+    os_url, wh_url = backend
+    people(os_url, 5)
+    execute(os_url, "UPDATE person SET email = 'p1@x.io', score = 40 WHERE id = 4")
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", batchSize=2, matchKey=["email"], audit=None,
+        mapping={"email": "email", "score": "score"}))
+
+    result = sync(proj, "people")
+
+    assert status(result) == "partial"
+    assert counts(result) == {"processed": 5, "inserted": 4, "errored": 1}
+    assert spec(result)["errors"] == [{
+        "recordId": "4", "field": "email", "code": "DUPLICATE_KEY",
+        "message": 'match key ["p1@x.io"] is also the key of record 1; only the first is '
+                   "written"}]
+    assert rows(wh_url, "people", "email") == [
+        ("p1@x.io", 1), ("p2@x.io", 2), ("p3@x.io", 3), ("p5@x.io", 5)]
+    again = sync(proj, "people")
+    assert counts(again) == {"processed": 5, "skipped": 4, "errored": 1}
+    assert [e["code"] for e in spec(again)["errors"]] == ["DUPLICATE_KEY"]
+
+
+# -- failed records are retried (#13 defect 10) ----------------------------------------------
+
+T0 = datetime(2026, 1, 1, 9, 0)
+
+
+def stamped_people(url: str, scores: list[Any]) -> None:
+    create_table(url, "person", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.String(100)), sa.Column("score", sa.String(20)),
+        sa.Column("updated_at", sa.DateTime),
+    ], [{"id": i, "email": f"p{i}@x.io", "score": score,
+         "updated_at": T0 + timedelta(minutes=i)} for i, score in enumerate(scores, start=1)])
+
+
+CAST_SCORE = [{"source": "id", "target": "id"},
+              {"source": "score", "target": "score",
+               "transform": {"type": "cast", "targetType": "number"}}]
+
+
+def failed(url: str) -> list[tuple[Any, ...]]:
+    return query(url, "SELECT record_id, code, attempts FROM _sync_assets_failed "
+                      "ORDER BY record_id")
+
+
+def test_a_record_the_destination_refused_is_retried_until_it_is_written(
+        tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    stamped_people(os_url, ["10", "20", "10", "40"])
+    execute(wh_url, "CREATE TABLE people (id INTEGER PRIMARY KEY, score TEXT)",
+            "CREATE UNIQUE INDEX people_score ON people (score)")
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", changeTrackingField="updated_at", audit=None,
+        mapping={"id": "id", "score": "score"}, errorHandling={"onSyncError": "skip"}))
+
+    first = sync(proj, "people")
+    assert counts(first) == {"processed": 4, "inserted": 3, "errored": 1}
+    assert [(e["recordId"], e["code"]) for e in spec(first)["errors"]] == [("3", "WRITE_ERROR")]
+    assert failed(wh_url) == [("3", "WRITE_ERROR", 1)]
+
+    second = sync(proj, "people")  # nothing changed in the source: only the failed record
+    assert (status(second), counts(second)) == ("partial", {"processed": 1, "errored": 1})
+    assert "retrying 1 records that failed in earlier runs" in "".join(spec(second)["logs"])
+    assert failed(wh_url) == [("3", "WRITE_ERROR", 2)]
+
+    execute(wh_url, "DROP INDEX people_score")
+    third = sync(proj, "people")
+    assert (status(third), counts(third)) == ("completed", {"processed": 1, "inserted": 1})
+    assert failed(wh_url) == []
+    assert rows(wh_url, "people", "id") == [(1, "10"), (2, "20"), (3, "10"), (4, "40")]
+    assert counts(sync(proj, "people")) == {}
+
+
+def test_a_failed_record_is_read_once_when_its_source_changes(
+        tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    stamped_people(os_url, ["1", "n/a", "3"])
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", changeTrackingField="updated_at", audit=None,
+        mapping=CAST_SCORE))
+    assert counts(sync(proj, "people")) == {"processed": 3, "inserted": 2, "errored": 1}
+    assert counts(sync(proj, "people")) == {"processed": 1, "errored": 1}
+    assert failed(wh_url) == [("2", "CAST_ERROR", 2)]
+
+    execute(os_url, "UPDATE person SET score = '2', updated_at = '2026-01-02 09:00:00' "
+                    "WHERE id = 2")
+    result = sync(proj, "people")
+
+    assert (status(result), counts(result)) == ("completed", {"processed": 1, "inserted": 1})
+    assert failed(wh_url) == []
+    assert [r[:2] for r in rows(wh_url, "people", "id")] == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_a_failed_record_that_left_the_source_is_forgotten(
+        tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    stamped_people(os_url, ["1", "n/a"])
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", changeTrackingField="updated_at", audit=None,
+        mapping=CAST_SCORE))
+    sync(proj, "people")
+    execute(os_url, "DELETE FROM person WHERE id = 2")
+
+    result = sync(proj, "people")
+
+    assert (status(result), counts(result)) == ("completed", {})
+    assert failed(wh_url) == []
+
+
+def test_an_expression_result_the_column_cannot_hold_errors_only_its_record(
+        tmp_path: Path, backend: Urls) -> None:
+    """#13 defect 12: an expression that returns a list for a text column (here `split`
+    on a value holding a comma) errors that record, and the rest of its batch is written."""
+    os_url, wh_url = backend
+    people(os_url, 3)
+    execute(os_url, "UPDATE person SET email = 'a,b@x.io' WHERE id = 2")
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "person", "people", audit=None, mapping=[
+            {"source": "id", "target": "id"},
+            {"source": "email", "target": "email", "transform": {
+                "type": "javascript",
+                "expression": 'value.contains(",") ? value.split(",") : value'}}]))
+
+    result = sync(proj, "people")
+
+    assert counts(result) == {"processed": 3, "inserted": 2, "errored": 1}
+    assert spec(result)["errors"] == [{
+        "recordId": "2", "field": "email", "code": "EXPRESSION_ERROR",
+        "message": "the expression returned a list, and email holds text"}]
+    assert rows(wh_url, "people", "id") == [(1, "p1@x.io"), (3, "p3@x.io")]

@@ -1,5 +1,6 @@
 """Deciding what each source record becomes: mapped, validated under onValidationError, keyed
-and fingerprinted, the later version of a key in one page winning."""
+and fingerprinted; a second source record with a key already read in the run is errored
+DUPLICATE_KEY."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ class Item:
     mapped: Record
     fp: str
     at_boundary: bool
+    source_values: tuple[Any, ...] = ()  # the source's key of the record, to read it again
 
 
 class Deciding:
     """Records of a page as items to write (SyncRun)."""
+
+    #: the first record read with each match key in this run, where the source could hold
+    #: a key twice (None where it cannot: its key columns are unique there)
+    run_keys: dict[str, str] | None = None
 
     def _record_id(self, row: Record) -> str:
         values = [row.get(k) for k in self.source_id]
@@ -39,6 +45,8 @@ class Deciding:
         by_key: dict[str, Item] = {}
         for row in rows:
             rid = self._record_id(row)
+            if self.failed_before:
+                self._read_failed(rid)
             mapped, problems = self.mapper.map(row)
             problems += self.validator.check(rid, mapped, row)
             key_fields = self.key if not self.append else self.source_id
@@ -55,6 +63,10 @@ class Deciding:
                         f"no value for the match key ({', '.join(key_fields)})",
                         record_id=rid, field_name=key_fields[0], code="KEY_MISSING",
                     )
+                first = on_key[0] if on_key else None
+                self._failed(rid, [row.get(k) for k in self.source_id],
+                             first.code if first else "KEY_MISSING",
+                             first.message if first else "no value for the match key")
                 continue
             key = record_key(key_values)
             if problems:
@@ -68,6 +80,8 @@ class Deciding:
                     )
                 if policy == "skip":
                     self.result.errored += 1
+                    self._failed(rid, [row.get(k) for k in self.source_id], problems[0].code,
+                                 problems[0].message)
                     continue
                 for p in problems:  # log: written anyway; a value that failed to map is null
                     if p.code in MAPPING_CODES:
@@ -76,14 +90,20 @@ class Deciding:
                 request.cursor_field is not None and request.lower is not None
                 and plain(row.get(CURSOR_COLUMN)) == plain(request.lower)
             )
-            if key in by_key:  # two source records, one destination record: the first wins
+            first = by_key[key].record_id if key in by_key else None
+            if first is None and self.run_keys is not None:
+                first = self.run_keys.setdefault(key, rid)
+            if first is not None and first != rid:
+                # two source records, one destination record: the first wins, in a page or
+                # across pages (a record read twice, at a cursor boundary, is no duplicate)
                 self.result.errored += 1
                 self.result.error(
-                    f"match key {key} is also the key of record {by_key[key].record_id}; only "
+                    f"match key {key} is also the key of record {first}; only "
                     "the first is written", record_id=rid, field_name=key_fields[0],
                     code="DUPLICATE_KEY")
                 continue
-            by_key[key] = Item(rid, key, key_values, mapped, "", at_boundary)
+            by_key[key] = Item(rid, key, key_values, mapped, "", at_boundary,
+                               tuple(row.get(k) for k in self.source_id))
         items = list(by_key.values())
         fps = fingerprints([i.mapped for i in items], self.mapper.targets)
         for item, fp in zip(items, fps, strict=True):

@@ -138,6 +138,8 @@ class RecordMapper:
         self._lookups = lookups
         self._cache_lookups = cache_lookups
         self._lookup_cache: dict[tuple[str, str, str], Mapping[Any, Any]] = {}
+        #: the destination's column kinds (set once it is described; missing: created text)
+        self.target_kinds: dict[str, str] = {}
         wanted = config.source.fields
         available = list(source.fields)
         if wanted is not None:
@@ -224,12 +226,23 @@ class RecordMapper:
         problems: list[FieldProblem] = []
         for i, m in enumerate(self.entries):
             try:
-                out[m.target] = self._value(i, m, record)
+                out[m.target] = value = self._value(i, m, record)
+                if i in self._programs and isinstance(value, list | dict):
+                    self._check_container(m.target, value)
             except FieldError as exc:
                 problems.append(FieldProblem(m.target, exc.code, str(exc)))
             except EvaluationError as exc:
                 problems.append(FieldProblem(m.target, "EXPRESSION_ERROR", str(exc)))
         return out, problems
+
+    def _check_container(self, target: str, value: list[Any] | dict[str, Any]) -> None:
+        """An expression's list or map fits only a JSON column: anywhere else the record is
+        errored here, rather than the database refusing its whole batch."""
+        kind = self.target_kinds.get(target, "text")
+        if kind not in ("json", "unknown"):
+            shown = "a list" if isinstance(value, list) else "a map"
+            raise FieldError("EXPRESSION_ERROR", f"the expression returned {shown}, and "
+                                                 f"{target} holds {kind}")
 
     def _value(self, i: int, m: FieldMapping, record: Mapping[str, Any]) -> Any:
         t = m.transform

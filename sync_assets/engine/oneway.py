@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ..connectors.base import (
@@ -30,17 +31,28 @@ from .mapping import FieldError, RecordMapper, resolve_names
 from .mirror import Mirror
 from .reading import Reading
 from .records import record_key
+from .retrying import Retrying
 from .validation import RecordValidator
 from .writing import Writing
 
 
-class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
+@dataclass(frozen=True)
+class Drift:
+    """What the state said the destination held against what it held, at a run's start."""
+
+    synced: int  # records the state says this sync wrote there
+    held: int | None  # rows the destination holds (None: the table is gone)
+    missing: int  # synced records it no longer holds, written again by the run
+
+
+class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
     """A one-way run: push, pull, or a push of the reversed config."""
 
     def __init__(self, project: Project, sync_name: str, options: RunOptions | None = None):
         super().__init__(project, sync_name, options)
         self._lock = threading.Lock()
         self.state_name = self.config.name
+        self.drift: Drift | None = None  # None: not compared (nothing synced yet)
 
     def _execute(self) -> None:
         cfg = self.config
@@ -73,6 +85,7 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         self.dest_exists = ddesc.exists
         #: how the destination stores each column, to compare values as it holds them
         self.dest_kinds = {name: f.kind for name, f in ddesc.fields.items()}
+        self.mapper.target_kinds = self.dest_kinds
         self.key = self._destination_key(ddesc)
         self.append = self.op == "insert" and not self.key
         if not self.key and self.op != "insert":
@@ -95,9 +108,11 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
             self._repair_drift(conn)
             cursor = self.state.load_cursor(conn)
             nothing_synced = not self.state.has_records(conn)
+            self._load_failures(conn)
         if self.options.shard and not self.dest_exists and not self.options.dry_run:
             self._create_destination_first()
         self.bulk_load = nothing_synced and self._first_load_is_safe()
+        self.run_keys = None if self.append or self._key_is_unique_in_source() else {}
         if self.bulk_load:
             self.result.log("info", "first load into an empty destination: every record is "
                                     "new, so no record is looked up before it is written")
@@ -110,7 +125,12 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         self.mirror = self.op == "sync"
         self.key_unknown = 0
         self.bulk_written = 0
-        self._read_and_write(cursor)
+        try:
+            self._read_and_write(cursor)
+            self._settle_failures(self._request(cursor))
+        finally:  # failures met before a stop are retried by the next run
+            with contextlib.suppress(ConnectorError, TransientError, BatchRefused):
+                self._flush_failures_alone()
         if self.bulk_written:
             with self.state_host.transaction() as conn:
                 self.state.analyze(conn)
@@ -132,7 +152,9 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         if not held:
             return
         actual = self.dest.count()
+        self.drift = Drift(held, actual, 0)
         if actual is None or actual == 0:
+            self.drift = Drift(held, actual, held)
             self.state.reset(conn)
             what = "does not exist" if actual is None else "is empty"
             self.result.log("warn", f"{self.dest.display} {what} although {held} records "
@@ -151,6 +173,7 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
                 if gone:
                     self.state.forget(conn, gone)
                     missing += len(gone)
+        self.drift = Drift(held, actual, missing)
         if missing:
             self.state.clear_cursor(conn)
             self.result.log("warn", f"{missing} of the {held} records synced to "
@@ -229,12 +252,17 @@ class SyncRun(Reading, Deciding, Writing, BulkLane, Mirror, RunBase):
         key is a plain rename of source columns that are unique there)."""
         if self.op not in ("insert", "upsert", "sync") or self.append:
             return False
+        if not self._key_is_unique_in_source():
+            return False
+        return not self.dest_exists or self.dest.is_empty()
+
+    def _key_is_unique_in_source(self) -> bool:
+        """Whether the source cannot hold a match key twice: the key is a plain rename of
+        source columns that are unique there."""
         renamed = self.mapper.plain_sources
         if not all(k in renamed for k in self.key):
             return False
-        if not self.source_desc.is_unique([renamed[k] for k in self.key]):
-            return False
-        return not self.dest_exists or self.dest.is_empty()
+        return self.source_desc.is_unique([renamed[k] for k in self.key])
 
     def _source_key_fallback(self) -> list[str]:
         names = self.config.destination.matchKey or []

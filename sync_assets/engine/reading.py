@@ -179,6 +179,7 @@ class Reading:
 
     def _record_page(self, rows: Sequence[Record], request: ReadRequest) -> None:
         items = self._prepare(rows, request)
+        self._flush_failures_alone()  # before the write: a crash keeps them
         last_cursor = rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request) else None
         self._write_with_policy(items, last_cursor)
 
@@ -239,6 +240,7 @@ class Reading:
                 for rows in self._fallbacks(request, self.source.read_batches(request)):
                     read += len(rows)
                     items = self._prepare(rows, request)
+                    self._flush_failures_alone()
                     cursor = (rows[-1].get(CURSOR_COLUMN) if self._page_cursors(request)
                               else None)
                     if not self.dest_exists:  # the first batch creates the table, alone

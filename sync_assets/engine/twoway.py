@@ -127,6 +127,7 @@ class TwoWayRun(RunBase):
             ddesc = Description(fields={f.name: f for f in self.forward.target_types()},
                                 primary_key=tuple(self.key))
         self.ddesc = ddesc
+        self.forward.target_kinds = {n: f.kind for n, f in ddesc.fields.items()}
         kinds = {n: f.kind for n, f in sdesc.fields.items()}
         self.reverse_config = reversed_config(cfg, kinds)
         self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)

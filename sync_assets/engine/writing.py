@@ -27,6 +27,7 @@ class Outcome:
     skipped: int = 0
     changes: list[tuple[str, str, Any, Any]] = field(default_factory=list)
     samples: list[tuple[str, Record]] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)  # record ids that failed before
 
 
 class Writing:
@@ -54,6 +55,8 @@ class Writing:
             self.result.errored += 1
             self.result.error(f"{self.dest.display} refused the record: {message}",
                               record_id=item.record_id, code=code)
+        self._failed(item.record_id, item.source_values, code,
+                     f"{self.dest.display} refused the record: {message}")
 
     def _count(self, outcome: Outcome) -> None:
         with self._lock:
@@ -75,6 +78,7 @@ class Writing:
         self.state.save_records(sconn, states, known_keys)
         if out.changes:
             self.state.log_changes(sconn, self.result.run_id, out.changes)
+        self._flush_failures(sconn, out.succeeded)
         if cursor is not None:
             self.state.save_cursor(sconn, cursor)
             self.result.cursor = cursor
@@ -214,6 +218,8 @@ class Writing:
                 + [("update", i.mapped) for i, _ in updates[: self.options.sample_size]]
                 + [("delete", i.mapped) for i in deletes[: self.options.sample_size]]
             )
+            if self.failed_before:
+                out.succeeded = [i.record_id for i in items if i.record_id in self.failed_before]
             if self.config.effective_audit.trackChanges:
                 out.changes = (
                     [("insert", i.key, None, i.mapped) for i in inserts]

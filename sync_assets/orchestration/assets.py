@@ -26,6 +26,7 @@ FULL_REFRESH_TAG = "sync/full_refresh"
 ALLOW_MASS_DELETE_TAG = "sync/allow_mass_delete"
 CHECK_NAME = "sync_completed"
 CONFLICTS_CHECK_NAME = "no_open_conflicts"
+DRIFT_CHECK_NAME = "destination_intact"
 NOTIFIER_KEY = "sync_notifier"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -148,6 +149,9 @@ def build_sync_asset(
     specs = translator.get_asset_specs(sync)
     spec = specs[0]
     checks = [completed_check(spec.key)]
+    one_way = sync.config.direction != "bidirectional"
+    if one_way:
+        checks.append(drift_check(spec.key))
     if sync.config.direction == "bidirectional":
         checks.append(dg.AssetCheckSpec(
             CONFLICTS_CHECK_NAME,
@@ -195,9 +199,36 @@ def build_sync_asset(
                 metadata={"open_conflicts": dg.MetadataValue.int(len(conflicts)),
                           **({"conflicts": errors_table(conflicts)} if conflicts else {})},
             )
+        if one_way:
+            yield drift_result(spec.key, getattr(sync_run, "drift", None))
         yield completed_result(spec.key, spec_dict)
 
     return _sync_asset
+
+
+def drift_check(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        DRIFT_CHECK_NAME,
+        asset=key,
+        description="At the start of the run the destination still held every record this "
+        "sync had written (a count, then the missing keys looked up). Records dropped, "
+        "truncated or deleted there are written again by that run, and this check warns.",
+    )
+
+
+def drift_result(key: dg.AssetKey, drift: Any) -> dg.AssetCheckResult:
+    """`destination_intact`: passed when nothing synced had gone from the destination."""
+    meta: dict[str, Any] = {}
+    if drift is not None:
+        meta = {"syncedRecords": dg.MetadataValue.int(drift.synced),
+                "missingRecords": dg.MetadataValue.int(drift.missing),
+                "destinationRows": (dg.MetadataValue.int(drift.held) if drift.held is not None
+                                    else dg.MetadataValue.text("table missing"))}
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=DRIFT_CHECK_NAME,
+        passed=drift is None or drift.missing == 0,
+        severity=dg.AssetCheckSeverity.WARN, metadata=meta,
+    )
 
 
 def _notify(context: dg.OpExecutionContext | dg.AssetExecutionContext, sync: SyncDefinition,

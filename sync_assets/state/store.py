@@ -60,6 +60,19 @@ def _decode(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class FailedRecord:
+    """A source record that failed and waits to be retried."""
+
+    record_id: str
+    source_key: tuple[Any, ...]
+    code: str | None
+    message: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
 class PairState:
     """One record of a two-way sync as it was at the last sync."""
 
@@ -128,6 +141,19 @@ class StateStore:
             sa.Column("conflict", sa.Boolean, nullable=False, default=False),
             sa.Column("conflict_source_fp", sa.String(32)),  # the open conflict's versions
             sa.Column("conflict_destination_fp", sa.String(32)),
+        )
+        # Source records a run errored (a failed cast, a refused write, ...): every later
+        # run reads them again until they succeed or leave the source.
+        self.failed = sa.Table(
+            "_sync_assets_failed", md,
+            sa.Column("sync_name", sa.String(255), primary_key=True),
+            sa.Column("record_id", sa.Text, primary_key=True),
+            sa.Column("source_key", sa.Text, nullable=False),  # JSON of the source key values
+            sa.Column("code", sa.String(64)),
+            sa.Column("message", sa.Text, nullable=False),
+            sa.Column("first_failed_at", sa.DateTime, nullable=False),
+            sa.Column("last_failed_at", sa.DateTime, nullable=False),
+            sa.Column("attempts", sa.Integer, nullable=False),
         )
         self.metadata = md
 
@@ -300,6 +326,44 @@ class StateStore:
         if created_only:
             stmt = stmt.where(r.created.is_(True))
         return int(conn.execute(stmt).scalar() or 0)
+
+    # -- failed records -------------------------------------------------------------------
+    def failed_records(self, conn: Connection) -> dict[str, FailedRecord]:
+        f = self.failed.c
+        stmt = sa.select(self.failed).where(f.sync_name == self.sync_name).order_by(
+            f.first_failed_at, f.record_id)
+        return {row.record_id: FailedRecord(
+            row.record_id, tuple(_decode(v) for v in json.loads(row.source_key)), row.code,
+            row.message, row.first_failed_at, row.last_failed_at, row.attempts)
+            for row in conn.execute(stmt)}
+
+    def save_failed(self, conn: Connection,
+                    failures: Sequence[tuple[str, Sequence[Any], str | None, str]]) -> None:
+        """(record id, source key values, code, message) of records that failed now: new
+        ones added, known ones counted again."""
+        if not failures:
+            return
+        f = self.failed.c
+        now = datetime.now(UTC).replace(tzinfo=None)
+        ids = [rid for rid, *_ in failures]
+        known: dict[str, tuple[datetime, int]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            known.update({r.record_id: (r.first_failed_at, r.attempts) for r in conn.execute(
+                sa.select(f.record_id, f.first_failed_at, f.attempts).where(
+                    f.sync_name == self.sync_name, f.record_id.in_(ids[i : i + _CHUNK])))})
+        self.clear_failed(conn, list(known))
+        conn.execute(sa.insert(self.failed), [{
+            "sync_name": self.sync_name, "record_id": rid,
+            "source_key": json.dumps([_encode(v) for v in values], default=str), "code": code,
+            "message": message[:2000], "first_failed_at": known.get(rid, (now, 0))[0],
+            "last_failed_at": now, "attempts": known.get(rid, (now, 0))[1] + 1}
+            for rid, values, code, message in failures])
+
+    def clear_failed(self, conn: Connection, record_ids: Sequence[str]) -> None:
+        f = self.failed.c
+        for i in range(0, len(record_ids), _CHUNK):
+            conn.execute(sa.delete(self.failed).where(
+                f.sync_name == self.sync_name, f.record_id.in_(record_ids[i : i + _CHUNK])))
 
     # -- two-way pairs --------------------------------------------------------------------
     def load_pairs(self, conn: Connection) -> dict[str, PairState]:

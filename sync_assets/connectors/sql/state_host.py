@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .table import SqlTransaction, get_engine
+from .table import SqlTransaction, get_engine, safe_url
 
 
 class SqlStateHost:
@@ -21,6 +22,11 @@ class SqlStateHost:
         self.url = url
         self.schema = schema
         self.engine = engine if engine is not None else get_engine(url)
+
+    @property
+    def display(self) -> str:
+        """Where the state lives, as it may be shown (credentials hidden)."""
+        return safe_url(self.url)
 
     def transaction(self, *, rollback: bool = False) -> SqlTransaction:
         return SqlTransaction(self.engine, self.url, rollback=rollback)
@@ -51,8 +57,10 @@ class SqlStateHost:
                 try:
                     yield True
                 finally:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    # a lost connection took its session's lock with it: nothing to undo
+                    with contextlib.suppress(sa.exc.DBAPIError):
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
             return
         database = self.engine.url.database if dialect == "sqlite" else None
         if not database or database == ":memory:":
