@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import mariadb_server
 import pytest
 import sqlalchemy as sa
 from hypothesis import settings
@@ -15,6 +16,31 @@ from sync_assets.connectors.sql import dispose_engines
 
 from pg import postgres_cluster
 from twoway_helpers import fresh_schema_urls, pg_database_pair
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    """A throw-away MariaDB server on 127.0.0.1 (tests/mariadb.py), one per test session."""
+    if not mariadb_server.available():
+        pytest.skip("MariaDB is not installed (scripts/setup installs Debian's mariadb-server)")
+    with mariadb_server.mariadb_server() as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_url(mysql_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's MariaDB server."""
+    name = f"t{next(_counter)}"
+    admin = sa.create_engine(mysql_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield mysql_server_url.replace("/sync_test?", f"/{name}?")
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

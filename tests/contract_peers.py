@@ -15,13 +15,27 @@ from typing import Any
 import sqlalchemy as sa
 
 from sync_assets.connectors import memory
-from sync_assets.connectors.sql import get_engine
+from sync_assets.connectors.sql import duckdb_dialect, get_engine
 
 #: the fields the suite compares: what every peer holds of a person
 FIELDS = ("email", "name", "score")
 
 _SA_TYPES = {"integer": sa.Integer, "text": sa.Text, "datetime": sa.DateTime,
              "float": sa.Float, "boolean": sa.Boolean, "date": sa.Date}
+
+
+def _column_type(kind: str, key: bool) -> Any:
+    if key and kind == "text":  # MySQL keys no TEXT column
+        return sa.Text().with_variant(sa.String(255), "mysql", "mariadb")
+    return _SA_TYPES[kind]()
+
+
+def _reflect(engine: sa.Engine, resource: str) -> sa.Table:
+    if engine.dialect.name == "duckdb":  # its dialect's own reflection fails on SQLAlchemy 2.1
+        found = duckdb_dialect.reflect(engine, resource, None)
+        assert found is not None, resource
+        return found
+    return sa.Table(resource, sa.MetaData(), autoload_with=engine)
 
 
 class SqlPeer:
@@ -38,11 +52,12 @@ class SqlPeer:
     def create(self, resource: str, fields: Mapping[str, str], key: Sequence[str],
                rows: Sequence[Mapping[str, Any]] = (), refuse_negative: str | None = None
                ) -> None:
-        checks = ([sa.CheckConstraint(f'"{refuse_negative}" >= 0', name="no_negative")]
-                  if refuse_negative else [])
         table = sa.Table(resource, sa.MetaData(),
-                         *[sa.Column(n, _SA_TYPES[k](), primary_key=n in key)
-                           for n, k in fields.items()], *checks)
+                         *[sa.Column(n, _column_type(k, n in key), primary_key=n in key)
+                           for n, k in fields.items()])
+        if refuse_negative:  # quoted as each database quotes names
+            table.append_constraint(sa.CheckConstraint(table.c[refuse_negative] >= 0,
+                                                       name="no_negative"))
         engine = sa.create_engine(self.url)
         with engine.begin() as conn:
             table.create(conn)
@@ -54,7 +69,7 @@ class SqlPeer:
              ) -> list[dict[str, Any]]:
         engine = sa.create_engine(self.url)
         try:
-            table = sa.Table(resource, sa.MetaData(), autoload_with=engine)
+            table = _reflect(engine, resource)
             with engine.connect() as conn:
                 return [dict(r) for r in conn.execute(
                     sa.select(*[table.c[f] for f in fields]).order_by(table.c[key])
@@ -64,7 +79,7 @@ class SqlPeer:
 
     def change(self, resource: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
         engine = sa.create_engine(self.url)
-        table = sa.Table(resource, sa.MetaData(), autoload_with=engine)
+        table = _reflect(engine, resource)
         with engine.begin() as conn:
             conn.execute(table.update().where(*[table.c[k] == v for k, v in key.items()])
                          .values(dict(values)))
@@ -137,3 +152,107 @@ class MemoryPeer:
         finally:
             for record_set in self.store.sets.values():
                 record_set.faults = []
+
+
+class FilesPeer:
+    """Parquet files (`type: files`), in a local folder or on S3 (moto's server): one file
+    per record set, keyed by email, read in cursor order by sorting (`orderedReads`).
+
+    A file has no constraints, so a refusal is a value its column type cannot hold: the
+    column `refuse_negative` names is created unsigned, and a negative number is refused by
+    Arrow as the file is written. Transient faults are a connection reset by the storage,
+    raised as the next writes publish their file (a dropped S3 connection looks the same).
+    """
+
+    transactional = False  # state lives in the project's state database
+    people = "people.parquet"
+
+    def __init__(self, name: str, url: str, storage_options: Mapping[str, Any] | None = None
+                 ) -> None:
+        import fsspec
+
+        self.name = name
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "files", "url": self.url, "format": "parquet",
+                               "key": ["email"], "orderedReads": True}
+        if self.storage_options:
+            out["storageOptions"] = self.storage_options
+        return out
+
+    def _path(self, resource: str) -> str:
+        return f"{self.root}/{resource}"
+
+    def _write(self, resource: str, table: Any) -> None:
+        import io
+
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        self.fs.pipe_file(self._path(resource), buffer.getvalue())
+        self.fs.invalidate_cache()
+
+    def _read(self, resource: str) -> Any:
+        import io
+
+        import pyarrow.parquet as pq
+
+        self.fs.invalidate_cache()
+        if not self.fs.exists(self._path(resource)):
+            return None
+        return pq.read_table(io.BytesIO(self.fs.cat_file(self._path(resource))))
+
+    def create(self, resource: str, fields: Mapping[str, str], key: Sequence[str],
+               rows: Sequence[Mapping[str, Any]] = (), refuse_negative: str | None = None
+               ) -> None:
+        import pyarrow as pa
+
+        types = {"integer": pa.int64(), "text": pa.string(), "datetime": pa.timestamp("us"),
+                 "float": pa.float64(), "boolean": pa.bool_(), "date": pa.date32()}
+        schema = pa.schema([(n, pa.uint64() if n == refuse_negative else types[k])
+                            for n, k in fields.items()])
+        self._write(resource, pa.Table.from_pylist(
+            [{n: r.get(n) for n in fields} for r in rows], schema=schema))
+
+    def rows(self, resource: str, fields: Sequence[str] = FIELDS, key: str = "email"
+             ) -> list[dict[str, Any]]:
+        table = self._read(resource)
+        if table is None:
+            return []
+        return sorted(({f: r.get(f) for f in fields} for r in table.to_pylist()),
+                      key=lambda r: r[key])
+
+    def change(self, resource: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+
+        table = self._read(resource)
+        rows = table.to_pylist()
+        for row in rows:
+            if all(row.get(k) == v for k, v in key.items()):
+                row.update(values)
+        self._write(resource, pa.Table.from_pylist(rows, schema=table.schema))
+
+    @contextmanager
+    def faults(self, count: int, retry_after: float | None = None) -> Iterator[None]:
+        """The next `count` publishes of a file fail as a reset connection does."""
+        from sync_assets.connectors.files.connector import FilesTable
+
+        original = FilesTable._atomic
+        left = [count]
+
+        def failing(table: Any, *args: Any, **kwargs: Any) -> None:
+            if left[0] > 0:
+                left[0] -= 1
+                raise ConnectionResetError("connection reset by peer")
+            original(table, *args, **kwargs)
+
+        FilesTable._atomic = failing  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            FilesTable._atomic = original  # type: ignore[method-assign]

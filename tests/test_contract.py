@@ -34,7 +34,7 @@ PERSON = {"email": "text", "name": "text", "score": "integer", "updated_at": "da
 _stores = iter(range(1_000_000))
 
 
-@pytest.fixture(params=["sqlite", "postgres", "memory", "objectstack"])
+@pytest.fixture(params=["sqlite", "postgres", "duckdb", "mariadb", "memory", "objectstack"])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "objectstack":
         # the real server, through a proxy that can answer 429; its object `person` emptied
@@ -46,6 +46,10 @@ def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield SqlPeer("sqlite", f"sqlite:///{tmp_path}/peer.db")
     elif request.param == "postgres":
         yield SqlPeer("postgres", request.getfixturevalue("pg_url"))
+    elif request.param == "duckdb":
+        yield SqlPeer("duckdb", f"duckdb:///{tmp_path}/peer.duckdb")
+    elif request.param == "mariadb":
+        yield SqlPeer("mariadb", request.getfixturevalue("mysql_url"))
     else:
         name = f"contract-{next(_stores)}"
         yield MemoryPeer(name)

@@ -208,7 +208,7 @@ def sources() -> Any:
 
 # -- the project -----------------------------------------------------------------------------
 def write_project(tmp_path: Path, case: Case, os_url: str, wh_url: str,
-                  state_url: str | None = None) -> Path:
+                  state_url: str | None = None, batch: int = BATCH) -> Path:
     mapping = {"id": "source_id", "email": "email", "name": "full_name",
                "updated_at": "changed_at"}
     destination: dict[str, Any] = {
@@ -219,7 +219,7 @@ def write_project(tmp_path: Path, case: Case, os_url: str, wh_url: str,
         del destination["matchKey"], mapping["id"]
     sync: dict[str, Any] = {
         "name": SYNC, "source": {"object": "contact"}, "destination": destination,
-        "syncMode": case.mode, "batchSize": BATCH,
+        "syncMode": case.mode, "batchSize": batch,
         # a failing batch should fail the run now, not after the default 30 s back-off
         "retry": {"maxAttempts": 1, "backoffMs": 50},
     }
@@ -333,6 +333,33 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
 
     final_runs(project_file)
     assert_destination_exact(case, source, wh_url)
+
+
+BIG_ROWS, BIG_BATCH, BIG_KILLS = 200_000, 5_000, 20
+
+
+def test_sigkill_at_20_random_points_of_a_200k_row_upsert_into_mariadb(
+        tmp_path: Path, mysql_url: str, sources: Any) -> None:
+    """#11: the same guarantee on MariaDB (state beside the data, in its transactions)."""
+    case = Case("upsert", "incremental", "created")
+    os_url = f"sqlite:///{tmp_path}/os.db"
+    rng = Random("crash-safety:mariadb")
+    source = sources(os_url, rng)
+    source.seed(BIG_ROWS)
+    project_file = write_project(tmp_path, case, os_url, mysql_url, batch=BIG_BATCH)
+    pace = Pace(first=[1.0], step=[0.3], tail=[0.5])
+    landed: Counter[str] = Counter()
+    for round_no in range(BIG_KILLS):
+        reads = source.remaining(cursor_now(mysql_url))
+        where, _done = kill_one_run([sys.executable, str(WORKER), str(project_file), SYNC],
+                                    rng, max(1, math.ceil(reads / BIG_BATCH)), False, pace,
+                                    tmp_path / "worker.err")
+        landed[where] += 1
+        source.change(round_no, case)
+    print(f"\nmariadb: {BIG_KILLS} kills: {dict(landed)}")
+    assert landed["mid-run"] + landed["after last batch"] >= BIG_KILLS - 3, landed
+    final_runs(project_file)
+    assert_destination_exact(case, source, mysql_url)
 
 
 def final_runs(project_file: Path) -> None:

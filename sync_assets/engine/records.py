@@ -19,6 +19,7 @@ from datetime import time as dt_time
 from decimal import Decimal
 from json.encoder import encode_basestring as _encode_str  # the C encoder
 from typing import Any
+from uuid import UUID
 
 from ..spec.values import plain
 
@@ -109,6 +110,10 @@ def same_value(stored: Any, new: Any, kind: str | None) -> bool:
                 return _instant(a) == _instant(b)
             if isinstance(new, int | float | Decimal) and not isinstance(new, bool):
                 return Decimal(str(a)) == Decimal(str(b))  # '0.50' holds Decimal('0.5')
+            if isinstance(new, dict | list):  # JSON in a text column, in any spacing
+                return isinstance(a, str) and json.loads(a) == b
+            if isinstance(new, UUID):  # a UUID in a text column, with or without dashes
+                return UUID(str(a)) == new
             text = b if isinstance(b, str) else json.dumps(b, separators=(",", ":"))
             if isinstance(b, bool):
                 return str(a).lower() in (_TRUE if b else _FALSE)

@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from ..connectors.sql import arrow, pgcopy
+from ..connectors.sql.mysql_dialect import key_text
+from ..connectors.sql.table import affected
 
 _CHUNK = 500
 
@@ -103,7 +105,7 @@ class StateStore:
         self.records = sa.Table(
             "_sync_assets_records", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_key", sa.Text, primary_key=True),
+            sa.Column("record_key", key_text(500), primary_key=True),
             sa.Column("fingerprint", sa.String(32), nullable=False),
             # True when this sync created the destination record: only those may be mirrored
             # away when they leave the source.
@@ -134,7 +136,7 @@ class StateStore:
         self.pairs = sa.Table(
             "_sync_assets_pairs", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_key", sa.Text, primary_key=True),
+            sa.Column("record_key", key_text(500), primary_key=True),
             sa.Column("source_fp", sa.String(32)),  # None: absent on that side
             sa.Column("destination_fp", sa.String(32)),
             sa.Column("image", sa.Text),  # the synced two-way values, for merges
@@ -147,7 +149,7 @@ class StateStore:
         self.failed = sa.Table(
             "_sync_assets_failed", md,
             sa.Column("sync_name", sa.String(255), primary_key=True),
-            sa.Column("record_id", sa.Text, primary_key=True),
+            sa.Column("record_id", key_text(500), primary_key=True),
             sa.Column("source_key", sa.Text, nullable=False),  # JSON of the source key values
             sa.Column("code", sa.String(64)),
             sa.Column("message", sa.Text, nullable=False),
@@ -158,10 +160,34 @@ class StateStore:
         self.metadata = md
 
     def ensure(self, conn: Connection) -> None:
+        if conn.dialect.name == "duckdb":
+            self._ensure_duckdb(conn)
+            return
         self.metadata.create_all(conn, checkfirst=True)
         if conn.dialect.name == "postgresql" and not self._upgraded:
             self._widen_keys(conn)
             self._upgraded = True
+
+    def _ensure_duckdb(self, conn: Connection) -> None:
+        """DuckDB has no SERIAL (what its dialect, borrowed from PostgreSQL, would create for
+        the change log's id): number the change log from a sequence of its own."""
+        others = [t for t in self.metadata.sorted_tables if t is not self.changes]
+        self.metadata.create_all(conn, tables=others, checkfirst=True)
+        if sa.inspect(conn).has_table(self.changes.name, schema=self.changes.schema):
+            return
+        preparer = conn.dialect.identifier_preparer
+        table = preparer.format_table(self.changes)
+        sequence = preparer.quote(f"{self.changes.name}_id_seq")
+        if self.changes.schema:
+            sequence = f"{preparer.quote_schema(self.changes.schema)}.{sequence}"
+        conn.exec_driver_sql(f"CREATE SEQUENCE IF NOT EXISTS {sequence}")
+        columns = [f"id BIGINT PRIMARY KEY DEFAULT nextval('{sequence}')"]
+        for column in self.changes.columns:
+            if column.name != "id":
+                kind = column.type.compile(dialect=conn.dialect)
+                columns.append(f"{preparer.quote(column.name)} {kind}"
+                               + ("" if column.nullable else " NOT NULL"))
+        conn.exec_driver_sql(f"CREATE TABLE {table} ({', '.join(columns)})")
 
     def _widen_keys(self, conn: Connection) -> None:
         """State tables made before keys were text held them in varchar(1024), refusing
@@ -188,11 +214,9 @@ class StateStore:
     def save_cursor(self, conn: Connection, value: Any) -> None:
         payload = json.dumps(_encode(value))
         now = datetime.now(UTC).replace(tzinfo=None)
-        updated = conn.execute(
-            sa.update(self.cursors)
-            .where(self.cursors.c.sync_name == self.sync_name)
-            .values(cursor=payload, updated_at=now)
-        ).rowcount
+        updated = affected(conn, sa.update(self.cursors)
+                           .where(self.cursors.c.sync_name == self.sync_name)
+                           .values(cursor=payload, updated_at=now))
         if not updated:
             conn.execute(
                 sa.insert(self.cursors).values(
@@ -270,7 +294,11 @@ class StateStore:
     # -- seen keys (mirror) ----------------------------------------------------------------
     def start_seen(self, conn: Connection) -> None:
         """An empty table of seen keys for this transaction (see `seen`)."""
-        self.seen.create(conn, checkfirst=True)
+        if conn.dialect.name == "duckdb":  # no ON COMMIT DROP: emptied at each start
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.seen.name} "
+                                 "(record_key VARCHAR NOT NULL)")
+        else:
+            self.seen.create(conn, checkfirst=True)
         conn.execute(sa.delete(self.seen))
 
     def mark_seen(self, conn: Connection, keys: Sequence[str]) -> None:
@@ -448,8 +476,5 @@ class StateStore:
     def prune_changes(self, conn: Connection, days: int) -> int:
         cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
         c = self.changes.c
-        return int(
-            conn.execute(
-                sa.delete(self.changes).where(c.sync_name == self.sync_name, c.at < cutoff)
-            ).rowcount or 0
-        )
+        return affected(conn, sa.delete(self.changes).where(
+            c.sync_name == self.sync_name, c.at < cutoff))

@@ -35,11 +35,31 @@ class SqlStateHost:
         return isinstance(other, SqlStateHost) and other.engine.url == self.engine.url
 
     @contextmanager
+    def _mysql_lock(self, name: str, timeout: float) -> Iterator[bool]:
+        """MySQL's named lock (GET_LOCK), held by a connection of its own; names are at most
+        64 characters, so the sync's name is hashed."""
+        key = "sync_assets:" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+        with self.engine.connect() as conn:
+            got = conn.execute(sa.text("SELECT GET_LOCK(:k, :t)"),
+                               {"k": key, "t": max(0, round(timeout))}).scalar()
+            conn.commit()
+            if got != 1:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": key})
+                    conn.commit()
+
+    @contextmanager
     def lock(self, name: str, timeout: float) -> Iterator[bool]:
         """Hold the lock of one sync's state for the block: yields False when another run
         still held it after `timeout` seconds. PostgreSQL: a session advisory lock on a
-        connection of its own; SQLite: an exclusive file lock beside the database file;
-        elsewhere (or an in-memory SQLite) no lock."""
+        connection of its own; MySQL: GET_LOCK; SQLite: an exclusive file lock beside the
+        database file; elsewhere (DuckDB, whose file one process opens at a time, or an
+        in-memory SQLite) no lock."""
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             with self.engine.connect() as conn:
@@ -61,6 +81,10 @@ class SqlStateHost:
                     with contextlib.suppress(sa.exc.DBAPIError):
                         conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                         conn.commit()
+            return
+        if dialect in ("mysql", "mariadb"):
+            with self._mysql_lock(name, timeout) as held:
+                yield held
             return
         database = self.engine.url.database if dialect == "sqlite" else None
         if not database or database == ":memory:":

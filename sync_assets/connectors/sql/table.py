@@ -9,6 +9,7 @@ the stored form ('2024-01-01 10:00:00') and SQLAlchemy's own ('2024-01-01 10:00:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -49,7 +50,7 @@ from ..base import (
     WriteResult,
     shard_of,
 )
-from . import pgcopy
+from . import duckdb_dialect, mysql_dialect, pgcopy
 
 _ENGINES: dict[tuple[str, str], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -116,6 +117,8 @@ def get_engine(url: str, options: Mapping[str, Any] | None = None) -> Engine:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
                 sa.event.listen(engine, "begin", _sqlite_begin)
+            elif engine.dialect.name == "duckdb":
+                duckdb_dialect.prepare(engine)
             _ENGINES[key] = engine
         return engine
 
@@ -187,8 +190,14 @@ def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
     return convert
 
 
-def _decimal_as_text(value: Any) -> Any:
-    return format(value, "f") if isinstance(value, Decimal) else value
+def _container_as_json(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return value
+
+
+def _sqlite_value(value: Any) -> Any:
+    return format(value, "f") if isinstance(value, Decimal) else _container_as_json(value)
 
 
 def split_resource(resource: str, default_schema: str | None) -> tuple[str | None, str]:
@@ -260,6 +269,8 @@ def transient(exc: BaseException, dialect: str) -> bool:
     if dialect == "sqlite":  # sqlite3 raises OperationalError for "no such table" too
         text = str(getattr(exc, "orig", exc)).lower()
         return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
+    if mysql_dialect.is_mysql(dialect):  # PyMySQL raises OperationalError for schema errors
+        return mysql_dialect.transient_code(exc) or isinstance(exc, DisconnectionError)
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
 
 
@@ -330,6 +341,14 @@ def _negative_zero_as_text(value: Any) -> Any:
     return value
 
 
+def affected(conn: Connection, stmt: Any) -> int:
+    """Rows an UPDATE or DELETE changed. DuckDB's driver reports no rowcount (-1): there the
+    statement returns a row per changed row instead."""
+    if conn.dialect.name == "duckdb":
+        return len(conn.execute(stmt.returning(sa.literal_column("1"))).all())
+    return int(conn.execute(stmt).rowcount or 0)
+
+
 def missing_sqlite_file(engine: Engine) -> bool:
     """A SQLite database whose file does not exist yet: connecting would create it empty."""
     if engine.dialect.name != "sqlite":
@@ -393,6 +412,10 @@ class SqlTransaction:
             # psycopg refuses text holding U+0000 before it reaches the server
             raise BatchRefused("text holds a NUL character (\\x00), which PostgreSQL text "
                                "cannot store") from None
+        if isinstance(exc, TypeError) and "parameter" in str(exc):
+            # a driver that cannot bind a value (PyMySQL: "dict can not be used as
+            # parameter") refuses the batch: record by record, only that record fails
+            raise BatchRefused(f"a value cannot be written here: {exc}") from None
 
 
 class SqlTable(Endpoint):
@@ -420,9 +443,10 @@ class SqlTable(Endpoint):
             transactional=True, filter_pushdown=True, ordered_reads=True,
             shards=self.engine.dialect.name in ("postgresql", "sqlite"),
             hosts_state=True, creates_resource=True, idempotent_inserts=True,
-            concurrent_writers=1 if sqlite else 3,
-            arrow_writes=sqlite or (self.engine.dialect.name == "postgresql"
-                                    and self.engine.dialect.driver == "psycopg2"),
+            concurrent_writers=1 if sqlite or self.engine.dialect.name == "duckdb" else 3,
+            arrow_writes=sqlite or self.engine.dialect.name == "duckdb" or (
+                self.engine.dialect.name == "postgresql"
+                and self.engine.dialect.driver == "psycopg2"),
         )
 
     # -- errors ---------------------------------------------------------------------------
@@ -445,9 +469,12 @@ class SqlTable(Endpoint):
             self._table = None
             return None
         try:
-            self._table = sa.Table(
-                self.table_name, sa.MetaData(), schema=self.schema, autoload_with=self.engine
-            )
+            if self.dialect == "duckdb":
+                self._table = duckdb_dialect.reflect(self.engine, self.table_name, self.schema)
+            else:
+                self._table = sa.Table(
+                    self.table_name, sa.MetaData(), schema=self.schema,
+                    autoload_with=self.engine)
         except NoSuchTableError:
             self._table = None
         except DBAPIError as exc:
@@ -469,6 +496,10 @@ class SqlTable(Endpoint):
 
     def _unique_keys(self) -> tuple[tuple[str, ...], ...]:
         """Unique constraints and unique indexes (read once per table)."""
+        if self._uniques is None and self.dialect == "duckdb":
+            with self.engine.connect() as conn:
+                self._uniques = tuple(duckdb_dialect.unique_keys(
+                    conn, self.table_name, self.schema))
         if self._uniques is None:
             inspector = sa.inspect(self.engine)
             try:
@@ -625,11 +656,16 @@ class SqlTable(Endpoint):
     # -- write (inside the engine's transaction) -------------------------------------------
     def create(self, tx: Connection, fields: Sequence[FieldInfo], key: Sequence[str]) -> None:
         """Create the table with these columns; the key becomes its primary key."""
+        types = {f.name: column_type(f) for f in fields}
+        if mysql_dialect.is_mysql(self.dialect):
+            text_keys = sum(1 for k in key if isinstance(types.get(k), sa.String | sa.Text))
+            types = {name: mysql_dialect.created_type(t, key=name in key, text_keys=text_keys)
+                     for name, t in types.items()}
         table = sa.Table(
             self.table_name,
             sa.MetaData(),
-            *[sa.Column(f.name, column_type(f), primary_key=f.name in key,
-                        nullable=f.name not in key) for f in fields],
+            *[sa.Column(f.name, types[f.name], primary_key=f.name in key,
+                        nullable=f.name not in key, autoincrement=False) for f in fields],
             schema=self.schema,
         )
         table.create(tx)
@@ -673,6 +709,9 @@ class SqlTable(Endpoint):
     def write_arrow(self, tx: Connection, data: Any) -> bool:
         from . import arrow
 
+        if self.dialect == "duckdb":
+            duckdb_dialect.insert_arrow(tx, self.table(), data)
+            return True
         if not arrow.lane_available(self):
             return False
         arrow.insert(tx, self.table(), data)
@@ -818,7 +857,9 @@ class SqlTable(Endpoint):
                         column.type, sa.Numeric):
                     # sqlite3 binds no Decimal: give its text, which the column's
                     # affinity stores as SQLite would store that literal
-                    parsers[column.name] = _decimal_as_text
+                    parsers[column.name] = _sqlite_value
+                elif python_type is str:  # a JSON value into a text column: its JSON text
+                    parsers[column.name] = _container_as_json
             self._parser_cache = parsers
         return self._parser_cache
 
@@ -844,16 +885,22 @@ class SqlTable(Endpoint):
             return True
         stmt = sa.update(self.table()).where(
             *self._guard(key, [row[k] for k in key], expected)).values(values)
-        return bool(conn.execute(stmt).rowcount)
+        return bool(affected(conn, stmt))
 
     def delete_one(self, conn: Connection, key: Sequence[str], key_values: Sequence[Any],
                    expected: Mapping[str, Any] | None = None) -> bool:
         stmt = sa.delete(self.table()).where(*self._guard(key, key_values, expected))
-        return bool(conn.execute(stmt).rowcount)
+        return bool(affected(conn, stmt))
 
     def insert_one(self, conn: Connection, row: Record, key: Sequence[str] = ()) -> bool:
         """Insert one row unless it appeared meanwhile (then False, nothing written). A row
         the table refuses for another reason (a CHECK, a NOT NULL) raises."""
+        if self.dialect == "duckdb":
+            # no savepoints; one process writes a DuckDB file, and this transaction sees it
+            if key and self.fetch(conn, key, [tuple(row[k] for k in key)], key):
+                return False
+            conn.execute(sa.insert(self.table()), [self.coerce(row)])
+            return True
         try:
             with conn.begin_nested():
                 conn.execute(sa.insert(self.table()), [self.coerce(row)])
@@ -871,5 +918,5 @@ class SqlTable(Endpoint):
             chunk = keys[i : i + _CHUNK]
             cond = (key_cols[0].in_([k[0] for k in chunk]) if len(key_cols) == 1
                     else sa.tuple_(*key_cols).in_(chunk))
-            deleted += conn.execute(sa.delete(table).where(cond)).rowcount or 0
+            deleted += affected(conn, sa.delete(table).where(cond))
         return deleted

@@ -1,0 +1,90 @@
+"""DuckDB through its SQLAlchemy dialect (duckdb-engine): table structure read from DuckDB's
+own catalog (information_schema and duckdb_constraints()), since the dialect reuses
+PostgreSQL's reflection queries, which name catalogs DuckDB does not have (pg_collation, with
+SQLAlchemy 2.1); and first loads written straight from Arrow (DuckDB scans an Arrow table in
+place)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+_TYPES: dict[str, Any] = {
+    "BOOLEAN": sa.Boolean, "TINYINT": sa.SmallInteger, "SMALLINT": sa.SmallInteger,
+    "INTEGER": sa.Integer, "BIGINT": sa.BigInteger, "HUGEINT": sa.BigInteger,
+    "UTINYINT": sa.SmallInteger, "USMALLINT": sa.Integer, "UINTEGER": sa.BigInteger,
+    "UBIGINT": sa.BigInteger, "FLOAT": sa.Float, "REAL": sa.Float, "DOUBLE": sa.Float,
+    "VARCHAR": sa.Text, "TEXT": sa.Text, "DATE": sa.Date, "TIME": sa.Time,
+    "TIMESTAMP": sa.DateTime, "TIMESTAMP_NS": sa.DateTime, "TIMESTAMP_MS": sa.DateTime,
+    "TIMESTAMP_S": sa.DateTime, "BLOB": sa.LargeBinary, "UUID": sa.Uuid, "JSON": sa.JSON,
+    "INTERVAL": sa.Interval,
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def prepare(engine: Engine) -> None:
+    """Quote every word DuckDB reserves (its list differs from PostgreSQL's, whose
+    preparer the dialect inherits: a column named `at` would be a syntax error)."""
+    import duckdb
+
+    words = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() "
+                       "WHERE keyword_category <> 'unreserved'").fetchall()
+    engine.dialect.identifier_preparer.reserved_words |= {w for (w,) in words}
+
+
+def column_type(name: str) -> Any:
+    """The SQLAlchemy type of a DuckDB type name (unknown ones read as text)."""
+    upper = name.upper()
+    if upper == "TIMESTAMP WITH TIME ZONE":
+        return sa.DateTime(timezone=True)
+    if match := _DECIMAL.fullmatch(upper):
+        return sa.Numeric(int(match[1]), int(match[2]))
+    found = _TYPES.get(upper)
+    return found() if found is not None else sa.Text()
+
+
+def reflect(engine: Engine, table: str, schema: str | None) -> sa.Table | None:
+    """The table as SQLAlchemy Core sees it (columns, nullability, primary key), or None."""
+    with engine.connect() as conn:
+        where = "table_name = :t AND table_schema = coalesce(:s, current_schema())"
+        columns = conn.execute(sa.text(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            f"WHERE {where} ORDER BY ordinal_position"), {"t": table, "s": schema}).all()
+        if not columns:
+            return None
+        keys = unique_keys(conn, table, schema, primary=True)
+    primary = set(keys[0]) if keys else set()
+    return sa.Table(table, sa.MetaData(), *[
+        sa.Column(name, column_type(type_name), nullable=nullable == "YES",
+                  primary_key=name in primary) for name, type_name, nullable in columns],
+        schema=schema)
+
+
+def unique_keys(conn: Connection, table: str, schema: str | None, *,
+                primary: bool = False) -> list[tuple[str, ...]]:
+    """The primary key (primary=True) or the unique keys of a table."""
+    kind = "PRIMARY KEY" if primary else "UNIQUE"
+    rows = conn.execute(sa.text(
+        "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = :t "
+        "AND schema_name = coalesce(:s, current_schema()) AND constraint_type = :k"),
+        {"t": table, "s": schema, "k": kind}).all()
+    return [tuple(names) for (names,) in rows]
+
+
+def insert_arrow(conn: Connection, table: sa.Table, data: pa.Table) -> None:
+    """Insert every row of `data` in the open transaction: DuckDB reads the Arrow table in
+    place, with no Python object per value."""
+    raw = conn.connection.dbapi_connection
+    view = "_sync_assets_page"
+    preparer = conn.dialect.identifier_preparer
+    cols = ", ".join(preparer.quote(c) for c in data.column_names)
+    raw.register(view, data)  # type: ignore[union-attr]
+    try:
+        conn.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({cols}) "
+                             f"SELECT {cols} FROM {view}")
+    finally:
+        raw.unregister(view)  # type: ignore[union-attr]

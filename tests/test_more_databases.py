@@ -1,0 +1,114 @@
+"""DuckDB and MariaDB through the SQL connector (issue #11): every common column type from
+PostgreSQL arrives with its value, reruns write nothing, incremental runs write exactly the
+changes. (The contract suite, tests/test_contract.py, runs the operations and modes on both.)"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from sync_assets.connectors.sql import SqlTable
+
+from engine_helpers import counts, create_table, execute, project, spec, sync, to_warehouse
+
+T0 = datetime(2026, 3, 1, 9, 30, 15, 250000)
+
+
+def typed_rows(n: int) -> list[dict[str, Any]]:
+    return [{
+        "id": i, "email": f"p{i}@x.io", "amount": Decimal(f"{i}.{i % 100:02d}"),
+        "big": 2**40 + i, "ratio": i / 8, "active": i % 2 == 0, "notes": f"note ü {i}",
+        "at": T0 + timedelta(minutes=i), "at_tz": (T0 + timedelta(hours=i)).replace(tzinfo=UTC),
+        "day": date(2026, 1, 1) + timedelta(days=i), "clock": time(10, i % 60, 5),
+        "doc": {"n": i, "tags": ["a", "b"]}, "ref": uuid.UUID(int=i),
+        "updated_at": T0 + timedelta(minutes=i),
+    } for i in range(1, n + 1)]
+
+
+def typed_source(url: str, n: int) -> None:
+    create_table(url, "account", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.String(100)), sa.Column("amount", sa.Numeric(12, 2)),
+        sa.Column("big", sa.BigInteger), sa.Column("ratio", sa.Float),
+        sa.Column("active", sa.Boolean), sa.Column("notes", sa.Text),
+        sa.Column("at", sa.DateTime), sa.Column("at_tz", sa.DateTime(timezone=True)),
+        sa.Column("day", sa.Date), sa.Column("clock", sa.Time), sa.Column("doc", JSONB),
+        sa.Column("ref", UUID(as_uuid=True)), sa.Column("updated_at", sa.DateTime),
+    ], typed_rows(n))
+
+
+def normalized(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the suite compares it: instants in UTC without zone, UUIDs and JSON parsed
+    (MariaDB returns JSON as text and UUIDs as text), booleans as booleans."""
+    out = dict(row)
+    if isinstance(out.get("at_tz"), datetime) and out["at_tz"].tzinfo is not None:
+        out["at_tz"] = out["at_tz"].astimezone(UTC).replace(tzinfo=None)
+    if isinstance(out.get("doc"), str):
+        import json
+
+        out["doc"] = json.loads(out["doc"])
+    if isinstance(out.get("ref"), str):
+        out["ref"] = uuid.UUID(out["ref"])
+    if out.get("active") is not None:
+        out["active"] = bool(out["active"])
+    if isinstance(out.get("clock"), timedelta):  # MySQL's TIME reads as a duration
+        out["clock"] = (datetime.min + out["clock"]).time()
+    return out
+
+
+def held(url: str, table: str) -> list[dict[str, Any]]:
+    endpoint = SqlTable(url, table)
+    t = endpoint.table()
+    with endpoint.engine.connect() as conn:
+        return [normalized(dict(r)) for r in conn.execute(
+            sa.select(t).order_by(t.c.id)).mappings()]
+
+
+def expected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [normalized({**r, "at_tz": r["at_tz"]}) for r in rows]
+
+
+@pytest.fixture(params=["duckdb", "mariadb"])
+def other_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path}/wh.duckdb"
+    return str(request.getfixturevalue("mysql_url"))
+
+
+def test_every_common_type_from_postgresql_arrives_and_reruns_write_nothing(
+        tmp_path: Path, pg_url: str, other_db: str) -> None:
+    typed_source(pg_url, 300)
+    proj = project(tmp_path, (pg_url, other_db), to_warehouse(
+        "accounts", "account", "accounts", changeTrackingField="updated_at", audit=None,
+        batchSize=100))
+
+    first = sync(proj, "accounts")
+
+    assert spec(first)["errors"] == []
+    assert counts(first) == {"processed": 300, "inserted": 300}
+    rows = typed_rows(300)
+    assert held(other_db, "accounts") == expected(rows)
+    assert counts(sync(proj, "accounts")) == {}  # the cursor: nothing read
+    assert counts(sync(proj, "accounts", full_refresh=True)) == {
+        "processed": 300, "skipped": 300}  # everything read, nothing differs
+
+    later = T0 + timedelta(days=30)
+    execute(pg_url, "UPDATE account SET amount = amount + 1, updated_at = :t WHERE id <= 5",
+            params={"t": later})
+    execute(pg_url, "INSERT INTO account (id, email, updated_at) VALUES (301, 'new@x.io', :t)",
+            params={"t": later})
+    changed = sync(proj, "accounts")
+
+    assert counts(changed) == {"processed": 6, "inserted": 1, "updated": 5}
+    after = {r["id"]: r for r in held(other_db, "accounts")}
+    assert [after[i]["amount"] for i in range(1, 6)] == [
+        Decimal(f"{i}.{i:02d}") + 1 for i in range(1, 6)]
+    assert after[301]["email"] == "new@x.io" and after[301]["amount"] is None
+    assert len(after) == 301
