@@ -304,6 +304,10 @@ class ConnectorType:
     #: whether an `insert` without matchKey (an append) can be exactly-once: only where sync
     #: state commits in the system's own transactions (checked when a project loads)
     appends_exactly_once: bool = False
+    #: externalResource -> the asset key's parts after the instance id (a table's
+    #: `schema.table` by default; a file path's folders and name, say)
+    asset_key: Callable[[str], list[str]] = field(
+        default=lambda resource: [p for p in resource.split(".") if p])
 
 
 class _NoTransaction(AbstractContextManager[None]):

@@ -30,7 +30,11 @@ class SyncTranslator:
         if endpoint.object is not None:
             return dg.AssetKey(["objectstack", endpoint.object])
         resource = endpoint.externalResource or ""
-        return dg.AssetKey([endpoint.connectorInstanceId or "external", *resource.split(".")])
+        instance = endpoint.connectorInstanceId or "external"
+        conn = self.project.connectors.get(instance)
+        parts = (connector_type(getattr(conn, "type", "")).asset_key(resource)
+                 if conn is not None else resource.split("."))
+        return dg.AssetKey([instance, *parts])
 
     def _flow(self, sync: SyncDefinition) -> tuple[str, str]:
         return flows(sync.config)[0]
