@@ -109,6 +109,22 @@ def test_schedules_follow_the_config_and_enabled(demo: Path) -> None:
     assert vip.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
+def test_a_scheduled_sync_is_late_after_one_interval_and_a_grace_period(demo: Path) -> None:
+    """#14: hourly -> late after 66 minutes; daily -> after 26.4 hours; unscheduled: never."""
+    from datetime import timedelta
+
+    graph = build_definitions(demo).resolve_asset_graph()
+
+    def window(key: list[str]) -> timedelta | None:
+        policy = graph.get(dg.AssetKey(key)).freshness_policy
+        return None if policy is None else timedelta(seconds=policy.fail_window.to_timedelta()
+                                                     .total_seconds())
+
+    assert window(["warehouse", "crm_contacts"]) == timedelta(minutes=66)  # "0 * * * *"
+    assert window(["warehouse", "crm_accounts"]) == timedelta(hours=26.4)  # daily
+    assert window(["warehouse", "orders"]) is None  # realtime: a sensor, no schedule
+
+
 def test_jobs_tag_runs_with_the_sync_name(demo: Path) -> None:
     job = build_definitions(demo).resolve_job_def("sync__orders_realtime__job")
     assert job.tags[SYNC_TAG] == "orders_realtime"

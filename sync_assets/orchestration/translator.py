@@ -6,10 +6,13 @@ to change any of it, in the style of dagster-sling's and dagster-dlt's translato
 
 from __future__ import annotations
 
+import itertools
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from croniter import croniter
 
 from ..connectors.registry import connector_type
 from ..engine.direction import flows
@@ -96,6 +99,19 @@ class SyncTranslator:
         `dg.AutomationCondition.eager()` to run after the upstream asset updates."""
         return None
 
+    def get_freshness_policy(self, sync: SyncDefinition) -> dg.FreshnessPolicy | None:
+        """A scheduled sync is late when no run has succeeded within its longest interval
+        between two schedule ticks plus a grace period (a tenth of it, at least 5 minutes),
+        as the UI shows it; a sync without a schedule has no freshness expectation."""
+        cron = sync.config.schedule.source if sync.config.schedule is not None else None
+        if not cron or not croniter.is_valid(cron):
+            return None
+        ticks = croniter(cron, datetime(2026, 1, 1, tzinfo=UTC))
+        times = [ticks.get_next(datetime) for _ in range(50)]
+        interval = max(b - a for a, b in itertools.pairwise(times))
+        grace = max(timedelta(minutes=5), interval / 10)
+        return dg.FreshnessPolicy.time_window(fail_window=interval + grace)
+
     def get_metadata(self, sync: SyncDefinition) -> dict[str, Any]:
         c = sync.config
         source_key = self.get_source_key(sync)
@@ -154,4 +170,5 @@ class SyncTranslator:
             kinds=self.get_kinds(sync),
             group_name=self.get_group_name(sync),
             automation_condition=self.get_automation_condition(sync),
+            freshness_policy=self.get_freshness_policy(sync),
         )
