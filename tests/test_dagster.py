@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from sync_assets.orchestration import (
     CHECK_NAME,
     DRIFT_CHECK_NAME,
     FULL_REFRESH_TAG,
+    STATUS_TAG,
     SYNC_TAG,
     SmtpNotifier,
 )
@@ -244,12 +246,43 @@ def test_a_failed_sync_fails_the_run(demo: Path) -> None:
         failure.step_failure_data.error.message)
 
 
-def test_retry_maps_to_a_retry_policy(demo: Path) -> None:
-    assets_def = build_definitions(demo).resolve_assets_def(["warehouse", "crm_contacts"])
-    policy = assets_def.op.retry_policy
-    assert policy == dg.RetryPolicy(max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL)
-    orders = build_definitions(demo).resolve_assets_def(["warehouse", "orders"])
-    assert orders.op.retry_policy is None
+def test_batches_are_retried_by_the_engine_alone(demo: Path) -> None:
+    """#14: one retry layer per failure: no step RetryPolicy to multiply the engine's."""
+    for key in (["warehouse", "crm_contacts"], ["warehouse", "orders"]):
+        assert build_definitions(demo).resolve_assets_def(key).op.retry_policy is None
+
+
+def test_an_unreachable_source_is_run_again_and_fails_with_its_cause(demo: Path) -> None:
+    """crm_contacts has retry {maxAttempts: 2, backoffMs: 1000}: a source that cannot be
+    read fails the run three times in all, 1 s and 2 s apart, and the step's error is the
+    cause, not Dagster's 'exceeded max retries'."""
+    os_db = sa.create_engine(f"sqlite:///{demo.parent}/data/objectstack.db")
+    with os_db.begin() as conn:
+        conn.execute(sa.text("DROP TABLE contact"))
+    os_db.dispose()
+    started = time.monotonic()
+
+    result = materialize(build_definitions(demo), ["warehouse", "crm_contacts"])
+
+    assert not result.success
+    assert time.monotonic() - started >= 3.0
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "sync contacts_to_warehouse failed: source table objectstack.contact does not " \
+           "exist" in message
+    assert "max_retries" not in message and "Exceeded" not in message
+
+
+def test_a_partial_run_is_tagged_partial_in_the_runs_list(demo: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(build_definitions(demo), ["warehouse", "crm_contacts"],
+                         instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[STATUS_TAG] == "partial"
+    orders = materialize(build_definitions(demo), ["warehouse", "orders"], instance=instance)
+    assert instance.get_run_by_id(orders.run_id).tags[STATUS_TAG] == "completed"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("how", ["run_config", "tag"])

@@ -6,6 +6,7 @@ from .assets import (
     CONFLICTS_CHECK_NAME,
     DRIFT_CHECK_NAME,
     FULL_REFRESH_TAG,
+    STATUS_TAG,
     SYNC_TAG,
     SyncRunConfig,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "CONFLICTS_CHECK_NAME",
     "DRIFT_CHECK_NAME",
     "FULL_REFRESH_TAG",
+    "STATUS_TAG",
     "SYNC_TAG",
     "DataSyncComponent",
     "SmtpNotifier",

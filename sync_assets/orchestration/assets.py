@@ -3,8 +3,10 @@
 (No `from __future__ import annotations` here: Dagster reads the asset function's config
 annotation at definition time.)
 
-A partial run materializes and fails the `sync_completed` check with the error table; a
-failed run fails the Dagster step (and is retried per the sync's `retry`).
+A partial run materializes, fails the `sync_completed` check with the error table and tags
+its run `sync_assets/status=partial`; a failed run fails the Dagster step with the cause as
+its message (and is run again per the sync's `retry` only when a system could not be
+reached: the engine retries batches itself).
 """
 
 
@@ -22,6 +24,7 @@ from .notify import SmtpNotifier, failure_notice
 from .translator import SyncTranslator
 
 SYNC_TAG = "sync_assets/sync"
+STATUS_TAG = "sync_assets/status"
 FULL_REFRESH_TAG = "sync/full_refresh"
 ALLOW_MASS_DELETE_TAG = "sync/allow_mass_delete"
 CHECK_NAME = "sync_completed"
@@ -42,15 +45,16 @@ def op_name(sync: SyncDefinition) -> str:
     return f"sync__{sync.name}"
 
 
-def retry_policy(sync: SyncDefinition) -> dg.RetryPolicy | None:
+def run_retry(sync: SyncDefinition, attempt: int) -> dg.RetryRequested | None:
+    """The one retry Dagster adds to the engine's: a run that failed because a system could
+    not be reached (CONNECTOR_ERROR) is run again, `retry.maxAttempts` times, waiting
+    `backoffMs` doubled each time. Batches are retried by the engine alone (`retry` per
+    batch), so the two never multiply for a batch a system refused or dropped."""
     retry = sync.config.retry
-    if retry is None or retry.maxAttempts == 0:
+    if retry is None or attempt >= retry.maxAttempts:
         return None
-    return dg.RetryPolicy(
-        max_retries=retry.maxAttempts,
-        delay=retry.backoffMs / 1000,
-        backoff=dg.Backoff.EXPONENTIAL,
-    )
+    return dg.RetryRequested(max_retries=retry.maxAttempts,
+                             seconds_to_wait=retry.backoffMs / 1000 * 2 ** attempt)
 
 
 def result_metadata(spec: dict[str, Any], row_count: int | None, cursor: Any) -> dict[str, Any]:
@@ -122,13 +126,34 @@ def report(context: dg.OpExecutionContext | dg.AssetExecutionContext, sync: Sync
     the result as metadata) when it failed. `what` names the run in messages."""
     for line in spec.get("logs", []):
         context.log.debug(line)
+    _tag_run(context, spec["status"])
     if spec["status"] in ("failed", "partial"):
         _notify(context, sync, spec)
+    if spec["status"] == "partial":
+        errored = spec.get("stats", {}).get("recordsErrored", 0)
+        context.log.warning(f"{what} ended partial: {errored} records errored (see the "
+                            "sync_completed check)")
     if spec["status"] == "failed":
+        first = (spec.get("errors") or [{"message": "the sync failed"}])[0]
+        retry = (run_retry(sync, context.retry_number)
+                 if first.get("code") == "CONNECTOR_ERROR" else None)
+        if retry is not None:
+            context.log.warning(f"{what} failed: {first['message']}; the run is tried again "
+                                f"in {retry.seconds_to_wait:g} s")
+            raise retry
         context.log.error(f"{what} failed: " + json.dumps(spec))
-        first = (spec.get("errors") or [{"message": "the sync failed"}])[0]["message"]
-        raise dg.Failure(description=f"{what} failed: {first}",
+        # the cause is the headline: the step's error message, and the run's failure
+        raise dg.Failure(description=f"{what} failed: {first['message']}",
                          metadata=result_metadata(spec, None, None))
+
+
+def _tag_run(context: dg.OpExecutionContext | dg.AssetExecutionContext, status: str) -> None:
+    """The sync's status as a run tag, shown in the runs list: a partial run is marked
+    there even though Dagster counts it a success."""
+    try:
+        context.instance.add_run_tags(context.run_id, {STATUS_TAG: status})
+    except Exception as exc:  # a tag must never fail the run it describes
+        context.log.warning(f"could not tag the run: {exc}")
 
 
 def row_count(context: dg.OpExecutionContext | dg.AssetExecutionContext, project: Project,
@@ -164,7 +189,6 @@ def build_sync_asset(
         name=op_name(sync),
         specs=specs,
         check_specs=checks,
-        retry_policy=retry_policy(sync),
         op_tags={SYNC_TAG: sync.name},
         # one pool per sync: with `pools: default_limit: 1` in the instance, no two runs of a
         # sync overlap however they were launched (a job, a schedule, or the asset graph)

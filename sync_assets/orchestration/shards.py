@@ -29,7 +29,6 @@ from .assets import (
     op_name,
     report,
     result_metadata,
-    retry_policy,
     row_count,
     run_options,
 )
@@ -82,7 +81,6 @@ def _shard_op(project: Project, sync: SyncDefinition, index: int, count: int,
         name=shard_op_name(sync, index, count),
         ins={name: dg.In(dg.Nothing) for name in upstream},
         out=dg.Out(dict),
-        retry_policy=retry_policy(sync),
         tags={SYNC_TAG: sync.name},
         # one pool per shard: with `pools: default_limit: 1`, shard i of two runs never
         # overlaps, while the shards of one run go in parallel
