@@ -168,6 +168,25 @@ def test_materialization_metadata_carries_the_result(demo: Path) -> None:
     assert check.passed
 
 
+def test_column_types_are_the_destination_tables_own_after_a_run(demo: Path) -> None:
+    """#14: casts type a column before the first run; each run reports the written table's
+    own column types, which match the table."""
+    defs = build_definitions(demo)
+    before = defs.resolve_assets_def(["warehouse", "crm_contacts"]).specs_by_key[
+        dg.AssetKey(["warehouse", "crm_contacts"])].metadata["dagster/column_schema"]
+    declared = {c.name: c.type for c in before.columns}
+    assert declared["lifetime_value"] == "float"  # cast to number
+    assert declared["source_system"] == "text"  # a constant
+    assert declared["email"] == "unknown"  # only the source can tell, at run time
+
+    meta = metadata(materialize(defs, ["warehouse", "orders"]))
+
+    shown = {c.name: c.type for c in meta["dagster/column_schema"].columns}
+    inspector = sa.inspect(warehouse(demo))
+    assert shown == {c["name"]: str(c["type"]) for c in inspector.get_columns("orders")}
+    assert shown["amount"] == "NUMERIC(12, 2)" and shown["order_id"] == "INTEGER"
+
+
 def test_a_partial_run_fails_the_check_with_the_error_table(demo: Path) -> None:
     result = materialize(build_definitions(demo), ["warehouse", "crm_contacts"])
     assert result.success  # partial still materializes

@@ -112,6 +112,17 @@ def _map_key(value: Any) -> str:
     return json.dumps(plain(value))
 
 
+def declared_kind(m: FieldMapping) -> str | None:
+    """The kind a mapping gives its target whatever the source holds (a cast, a constant),
+    or None when only the source's type can tell."""
+    t = m.transform
+    if isinstance(t, CastTransform):
+        return CAST_KINDS[t.targetType]
+    if isinstance(t, ConstantTransform):
+        return _kind_of_constant(t.value)
+    return None
+
+
 def _kind_of_constant(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"

@@ -1,5 +1,5 @@
 """Cheap questions about a sync's endpoints, for sensors and metadata: did the side it reads
-change, how many rows does the destination hold."""
+change, how many rows does the destination hold, what are its columns' types."""
 
 from __future__ import annotations
 
@@ -37,3 +37,22 @@ def destination_row_count(project: Project, sync_name: str) -> int | None:
     """Rows in the destination now, or None when it does not exist (yet)."""
     config = project.sync(sync_name).config
     return open_endpoint(project, config.destination).count()
+
+
+def written_columns(project: Project, sync_name: str) -> list[tuple[str, str]] | None:
+    """(name, type) of each column of the side the sync writes, as that system describes
+    it (a SQL type such as `NUMERIC(12, 2)`, else the portable kind); None when it does not
+    exist (yet)."""
+    config = project.sync(sync_name).config
+    _read, written = flows(config)[0]
+    description = open_endpoint(project, getattr(config, written)).describe()
+    if not description.exists:
+        return None
+    out = []
+    for name, info in description.fields.items():
+        try:
+            shown = str(info.type) if info.type is not None else info.kind
+        except Exception:  # a type without a generic rendering
+            shown = info.kind
+        out.append((name, shown or info.kind))
+    return out

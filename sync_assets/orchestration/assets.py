@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from ..engine import RunOptions, make_run
-from ..engine.observe import destination_row_count
+from ..engine.observe import destination_row_count, written_columns
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
 from .notify import SmtpNotifier, failure_notice
@@ -156,6 +156,20 @@ def _tag_run(context: dg.OpExecutionContext | dg.AssetExecutionContext, status: 
         context.log.warning(f"could not tag the run: {exc}")
 
 
+def column_schema(context: dg.OpExecutionContext | dg.AssetExecutionContext,
+                  project: Project, sync: SyncDefinition) -> dict[str, Any]:
+    """The written table's columns with the types it really has, after the run."""
+    try:
+        columns = written_columns(project, sync.name)
+    except Exception as exc:
+        context.log.warning(f"could not describe the destination's columns: {exc}")
+        return {}
+    if not columns:
+        return {}
+    return {"dagster/column_schema": dg.TableSchema(
+        columns=[dg.TableColumn(name, type_) for name, type_ in columns])}
+
+
 def row_count(context: dg.OpExecutionContext | dg.AssetExecutionContext, project: Project,
               sync: SyncDefinition) -> int | None:
     """Rows in the destination, for metadata: a count that fails must not fail the run."""
@@ -209,6 +223,7 @@ def build_sync_asset(
         cursor = sync_run.result.cursor
         meta = result_metadata(spec_dict, row_count(context, project, sync),
                                None if cursor is None else plain(cursor))
+        meta.update(column_schema(context, project, sync))
         yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
         for other in specs[1:]:  # a two-way sync wrote both sides in this run
             yield dg.MaterializeResult(asset_key=other.key, metadata=result_metadata(

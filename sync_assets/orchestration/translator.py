@@ -16,6 +16,7 @@ from croniter import croniter
 
 from ..connectors.registry import connector_type
 from ..engine.direction import flows
+from ..engine.mapping import declared_kind
 from ..project import Project, SyncDefinition
 from ..spec.config import DataDestinationConfig, DataSourceConfig
 
@@ -142,8 +143,11 @@ class SyncTranslator:
                     for m in mappings
                 }
             )
+            # before a run only casts and constants tell a type; each run then reports the
+            # destination's own column types in its materialization
             meta["dagster/column_schema"] = dg.TableSchema(
-                columns=[dg.TableColumn(m.target, description=f"from {m.source}"
+                columns=[dg.TableColumn(m.target, declared_kind(m) or "unknown",
+                                        description=f"from {m.source}"
                                         + (f" ({m.transform.type})" if m.transform else ""))
                          for m in mappings]
             )
