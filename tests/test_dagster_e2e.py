@@ -46,6 +46,13 @@ query($key: AssetKeyInput!) {
   }
 }"""
 
+LINEAGE = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode { isMaterializable groupName dependedByKeys { path } }
+  }
+}"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -134,3 +141,11 @@ def test_a_sync_job_launched_through_graphql_materializes_with_metadata(dagster_
     assert entries["recordsInserted"] == 19
     assert entries["recordsProcessed"] == 19
     assert entries["dagster/row_count"] == 19
+    # the lineage: each source object is an external asset with an edge to its sync's asset
+    for source, readers in ((["objectstack", "contact"], {"warehouse/crm_contacts",
+                                                          "objectstack/vip_contact"}),
+                            (["objectstack", "account"], {"warehouse/crm_accounts"}),
+                            (["objectstack", "order"], {"warehouse/orders"})):
+        node = graphql(port, LINEAGE, {"key": {"path": source}})["assetNodeOrError"]
+        assert node["isMaterializable"] is False and node["groupName"] == "sources"  # type: ignore[index]
+        assert {"/".join(k["path"]) for k in node["dependedByKeys"]} == readers  # type: ignore[index]

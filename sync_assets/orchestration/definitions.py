@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..project import Project, load_project
+from ..project import Project, SyncDefinition, load_project
 from .assets import NOTIFIER_KEY, build_sync_asset
 from .automation import build_job, build_realtime_sensor, build_schedule
 from .notify import SmtpNotifier
@@ -26,11 +26,15 @@ def build_definitions(
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
     notifier: SmtpNotifier | None = None,
     shards: Mapping[str, int] | None = None,
+    with_definitions: dg.Definitions | None = None,
 ) -> dg.Definitions:
-    """Assets, checks, jobs, schedules and sensors for every sync of a project.
+    """Assets, checks, jobs, schedules and sensors for every sync of a project, and an
+    external asset (an AssetSpec) for each record set the syncs read that none of them
+    writes, so the lineage shows where each sync's data comes from.
 
     `shards` splits named syncs into that many parallel shards (`orchestration/shards.py`).
-    Merge the result into your own code location with `dg.Definitions.merge(...)`.
+    `with_definitions`: your own definitions, merged in; an asset of yours with a source's
+    key replaces its external spec (and then runs before the syncs that read it).
     """
     if not isinstance(project, Project):
         project = load_project(Path(project))
@@ -64,10 +68,20 @@ def build_definitions(
             schedules.append(schedule)
         if (sensor := build_realtime_sensor(project, sync, job, sensor_interval_seconds)):
             sensors.append(sensor)
-    return dg.Definitions(
-        assets=assets,
+    provided = set(owners)
+    if with_definitions is not None:
+        provided |= set(with_definitions.resolve_asset_graph().get_all_asset_keys())
+    readers: dict[dg.AssetKey, list[SyncDefinition]] = {}
+    for sync in project.syncs.values():
+        key = translator.get_source_key(sync)
+        if key not in provided:
+            readers.setdefault(key, []).append(sync)
+    sources = [translator.get_source_spec(key, syncs) for key, syncs in readers.items()]
+    ours = dg.Definitions(
+        assets=[*sources, *assets],
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
         resources={NOTIFIER_KEY: notifier or SmtpNotifier()},
     )
+    return ours if with_definitions is None else dg.Definitions.merge(with_definitions, ours)

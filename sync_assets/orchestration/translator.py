@@ -153,6 +153,33 @@ class SyncTranslator:
             )
         return meta
 
+    def get_source_spec(self, key: dg.AssetKey, readers: list[SyncDefinition]
+                        ) -> dg.AssetSpec:
+        """The external asset of a record set that syncs read and none writes: where it
+        lives (kinds, description) and the fields the syncs read from it."""
+        first = readers[0].config
+        endpoint = getattr(first, self._flow(readers[0])[0])
+        fields: list[str] = []
+        for sync in readers:
+            mappings = sync.config.destination.field_mappings() or []
+            read = self._flow(sync)[0]
+            names = ([m.source for m in mappings if m.source] if read == "source"
+                     else [m.target for m in mappings])
+            fields.extend(n for n in names if n not in fields)
+        names = ", ".join(f"`{s.name}`" for s in readers)
+        meta: dict[str, Any] = {"sync_assets/read_by": ", ".join(s.name for s in readers)}
+        if fields:
+            meta["dagster/column_schema"] = dg.TableSchema(
+                columns=[dg.TableColumn(f, "unknown") for f in fields])
+        return dg.AssetSpec(
+            key=key,
+            description=f"{self._endpoint_text(endpoint)}, read by {names}. Outside this "
+                        "code location's control: declared so the lineage shows it.",
+            kinds=self._endpoint_kinds(endpoint),
+            group_name="sources",
+            metadata=meta,
+        )
+
     def get_asset_specs(self, sync: SyncDefinition) -> list[dg.AssetSpec]:
         """One spec per side the sync writes: two for a bidirectional sync, which writes
         both sides in one run (neither depends on the other: that would be a cycle)."""
