@@ -298,6 +298,31 @@ def test_a_destination_that_lost_records_is_restored_and_the_drift_check_warns(
             if c.check_name == DRIFT_CHECK_NAME] == [True]
 
 
+@pytest.mark.parametrize("how", ["run_config", "tag"])
+def test_a_dry_run_from_the_launchpad_shows_the_plan_and_writes_nothing(
+        demo: Path, how: str) -> None:
+    """#14: Census-style dry runs: counts and samples as an observation of the asset, no
+    materialization, no check evaluated, nothing written."""
+    kwargs: dict[str, object] = (
+        {"run_config": {"ops": {"sync__orders_realtime": {"config": {"dry_run": True}}}}}
+        if how == "run_config" else {"tags": {"sync/dry_run": "true"}})
+
+    result = materialize(build_definitions(demo), ["warehouse", "orders"], **kwargs)
+
+    assert result.success
+    assert result.get_asset_materialization_events() == []
+    assert result.get_asset_check_evaluations() == []
+    (observation,) = [e.event_specific_data.asset_observation  # type: ignore[union-attr]
+                      for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    meta = {k: v.value for k, v in observation.metadata.items()}
+    assert meta["sync_assets/dry_run"] is True
+    assert (meta["recordsInserted"], meta["recordsProcessed"]) == (1500, 1500)
+    assert len(meta["samples"]["insert"]) == 5
+    wh = warehouse(demo)
+    assert "orders" not in sa.inspect(wh).get_table_names()
+    wh.dispose()
+
+
 def test_a_failed_sync_fails_the_run(demo: Path) -> None:
     os_db = sa.create_engine(f"sqlite:///{demo.parent}/data/objectstack.db")
     with os_db.begin() as conn:

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from ..engine import RunOptions, make_run
+from ..engine import RunOptions, make_run, plan
 from ..engine.observe import destination_row_count, written_columns
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
@@ -27,6 +27,7 @@ SYNC_TAG = "sync_assets/sync"
 STATUS_TAG = "sync_assets/status"
 FULL_REFRESH_TAG = "sync/full_refresh"
 ALLOW_MASS_DELETE_TAG = "sync/allow_mass_delete"
+DRY_RUN_TAG = "sync/dry_run"
 CHECK_NAME = "sync_completed"
 CONFLICTS_CHECK_NAME = "no_open_conflicts"
 DRIFT_CHECK_NAME = "destination_intact"
@@ -35,10 +36,14 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 class SyncRunConfig(dg.Config):
-    """Run config of a sync's asset (the `sync/full_refresh` run tag works too)."""
+    """Run config of a sync's asset (the `sync/full_refresh`, `sync/allow_mass_delete` and
+    `sync/dry_run` run tags work too)."""
 
     full_refresh: bool = False
     allow_mass_delete: bool = False
+    #: plan only: counts and sample records as an observation, nothing written, no
+    #: materialization
+    dry_run: bool = False
 
 
 def op_name(sync: SyncDefinition) -> str:
@@ -203,6 +208,9 @@ def build_sync_asset(
         name=op_name(sync),
         specs=specs,
         check_specs=checks,
+        # a dry run materializes nothing and evaluates no check: every output is optional.
+        # Not for a two-way sync: its run writes both sides, so both are always selected.
+        can_subset=one_way,
         op_tags={SYNC_TAG: sync.name},
         # one pool per sync: with `pools: default_limit: 1` in the instance, no two runs of a
         # sync overlap however they were launched (a job, a schedule, or the asset graph)
@@ -214,6 +222,13 @@ def build_sync_asset(
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         options = run_options(context, full_refresh=config.full_refresh,
                               allow_mass_delete=config.allow_mass_delete)
+        if config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() in _TRUE:
+            if not one_way:
+                raise dg.Failure(description=f"sync {sync.name} is two-way, and a Dagster run "
+                                 "of it materializes both sides: see what it would do with "
+                                 f"`sync-assets plan PROJECT --sync {sync.name}`")
+            dry_run(context, project, sync, spec.key, options)
+            return
         context.log.info(
             f"running sync {sync.name}" + (" (full refresh)" if options.full_refresh else "")
         )
@@ -224,25 +239,57 @@ def build_sync_asset(
         meta = result_metadata(spec_dict, row_count(context, project, sync),
                                None if cursor is None else plain(cursor))
         meta.update(column_schema(context, project, sync))
-        yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
+        selected = context.selected_asset_keys
+        if spec.key in selected:
+            yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)
         for other in specs[1:]:  # a two-way sync wrote both sides in this run
-            yield dg.MaterializeResult(asset_key=other.key, metadata=result_metadata(
-                spec_dict, None, None))
+            if other.key in selected:
+                yield dg.MaterializeResult(asset_key=other.key, metadata=result_metadata(
+                    spec_dict, None, None))
+        results = []
         if sync.config.direction == "bidirectional":
             conflicts = [e for e in spec_dict.get("errors", []) if e.get("code") == "CONFLICT"]
-            yield dg.AssetCheckResult(
+            results.append(dg.AssetCheckResult(
                 asset_key=spec.key,
                 check_name=CONFLICTS_CHECK_NAME,
                 passed=not conflicts,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"open_conflicts": dg.MetadataValue.int(len(conflicts)),
                           **({"conflicts": errors_table(conflicts)} if conflicts else {})},
-            )
+            ))
         if one_way:
-            yield drift_result(spec.key, getattr(sync_run, "drift", None))
-        yield completed_result(spec.key, spec_dict)
+            results.append(drift_result(spec.key, getattr(sync_run, "drift", None)))
+        results.append(completed_result(spec.key, spec_dict))
+        wanted = context.selected_asset_check_keys
+        yield from (r for r in results
+                    if dg.AssetCheckKey(spec.key, r.check_name) in wanted)
 
     return _sync_asset
+
+
+def dry_run(context: dg.AssetExecutionContext, project: Project, sync: SyncDefinition,
+            key: dg.AssetKey, options: RunOptions) -> None:
+    """What a run would do now, as an observation of the asset (Census's dry run): the
+    counts and a few sample records per action. Every transaction rolls back."""
+    planned = plan(project, sync.name, full_refresh=options.full_refresh,
+                   allow_mass_delete=options.allow_mass_delete)
+    spec = planned.result.to_spec()
+    samples = {action: [{k: plain(v) for k, v in record.items()} for record in records]
+               for action, records in planned.samples.items()}
+    meta: dict[str, Any] = {
+        "sync_assets/dry_run": True, "status": spec["status"],
+        **{name: dg.MetadataValue.int(int(v)) for name, v in spec.get("stats", {}).items()},
+        "samples": dg.MetadataValue.json(samples),
+    }
+    if spec.get("errors"):
+        meta["errors"] = errors_table(spec["errors"])
+    context.log_event(dg.AssetObservation(asset_key=key, metadata=meta))
+    stats = spec.get("stats", {})
+    context.log.info(
+        f"dry run of {sync.name}: would insert {stats.get('recordsInserted', 0)}, update "
+        f"{stats.get('recordsUpdated', 0)}, delete {stats.get('recordsDeleted', 0)}, skip "
+        f"{stats.get('recordsSkipped', 0)}; {stats.get('recordsErrored', 0)} would error. "
+        "Nothing was written.")
 
 
 def drift_check(key: dg.AssetKey) -> dg.AssetCheckSpec:
