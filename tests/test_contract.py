@@ -10,6 +10,7 @@ from a proxy in front of it). The same config must give the same rows and the sa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,17 +25,20 @@ from sync_assets.connectors import memory
 from sync_assets.connectors.sql import dispose_engines
 from sync_assets.engine import run
 
-from contract_peers import FIELDS, MemoryPeer, SqlPeer
+from contract_peers import FIELDS, FilesPeer, MemoryPeer, SqlPeer
 from engine_helpers import counts, create_table, delete, errors, insert, status, update
 from objectstack_harness import objectstack_server  # noqa: F401  (a fixture)
 from objectstack_peer import ObjectStackPeer
+from s3_server import s3_server  # noqa: F401  (a fixture)
 
 T0 = datetime(2024, 1, 1, 10, 0, 0)
 PERSON = {"email": "text", "name": "text", "score": "integer", "updated_at": "datetime"}
 _stores = iter(range(1_000_000))
+_lakes = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgres", "duckdb", "mariadb", "memory", "objectstack"])
+@pytest.fixture(params=["sqlite", "postgres", "duckdb", "mariadb", "memory", "objectstack",
+                        "files", "files-s3"])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "objectstack":
         # the real server, through a proxy that can answer 429; its object `person` emptied
@@ -50,6 +54,12 @@ def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield SqlPeer("duckdb", f"duckdb:///{tmp_path}/peer.duckdb")
     elif request.param == "mariadb":
         yield SqlPeer("mariadb", request.getfixturevalue("mysql_url"))
+    elif request.param == "files":
+        yield FilesPeer("files", f"file://{tmp_path}/files")
+    elif request.param == "files-s3":
+        s3 = request.getfixturevalue("s3_server")
+        yield FilesPeer("files-s3", f"s3://{s3.bucket('contract')}/people-{next(_lakes)}",
+                        s3.storage_options())
     else:
         name = f"contract-{next(_stores)}"
         yield MemoryPeer(name)

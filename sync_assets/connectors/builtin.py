@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import ConnectorType
+from .files.settings import FilesSettings
+from .files.settings import kinds as files_kinds
 from .memory import MemorySettings
 from .objectstack_rest.settings import ObjectStackRestSettings
 from .settings import SqlConnectorSettings
@@ -68,5 +70,28 @@ OBJECTSTACK = ConnectorType(
     resource_hint="the ObjectStack object to use (its name, e.g. contact)",
 )
 
+def file_asset_key(resource: str) -> list[str]:
+    """A file's asset key parts: its folders and its name without extension or wildcards
+    (`crm/contacts/*.csv` -> crm, contacts), so an upstream asset keyed the same way runs
+    first."""
+    parts = [p for p in resource.replace("\\", "/").split("/") if p and p != "."]
+    if parts:
+        stem = parts[-1].split(".", 1)[0]
+        parts[-1] = stem
+    cleaned = [p for p in parts if p and not any(c in p for c in "*?[")]
+    return cleaned or ["files"]
+
+
+FILES = ConnectorType(
+    name="files",
+    settings=FilesSettings,
+    open=_opener(".files.connector", "open_files"),
+    kinds=files_kinds,
+    summary="CSV, JSON Lines or Parquet files under any fsspec URL (url, format, "
+            "storageOptions)",
+    resource_hint="a file, folder or glob under the url (e.g. contacts/*.csv)",
+    asset_key=file_asset_key,
+)
+
 #: registered by registry.py before any plugin (a plugin may replace one by its name)
-BUILTIN = (SQL, MEMORY, OBJECTSTACK)
+BUILTIN = (SQL, MEMORY, OBJECTSTACK, FILES)
