@@ -68,7 +68,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import plan
 
     project = load_project(args.project)
-    the_plan = plan(project, args.sync, full_refresh=args.full_refresh)
+    # A plan does not wait between retries: its writes are rolled back, a refused batch is
+    # refused again at once, and waiting `retry.backoffMs` (30 s by default) per attempt would
+    # only delay the answer.
+    the_plan = plan(project, args.sync, full_refresh=args.full_refresh, sleep=_no_wait)
     spec = the_plan.result.to_spec()
     out.write(f"plan for {args.sync} (nothing written)\n")
     out.write(f"  would process {_stats_line(spec.get('stats', {}))}\n")
@@ -79,6 +82,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     for error in spec.get("errors", []):
         out.write(f"  error  {_error_line(error)}\n")
     return EXIT_OK if spec["status"] == "completed" else EXIT_RUN_FAILED
+
+
+def _no_wait(_seconds: float) -> None:
+    return None
 
 
 def _error_line(error: dict[str, str]) -> str:
@@ -218,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-errors", type=int, default=10, metavar="N",
                    help="record errors shown per sync in the summary (default 10)")
     p.set_defaults(func=cmd_run)
+    from .cli_state import add_parsers
+
+    add_parsers(sub)  # state show | reset, changes
     return parser
 
 

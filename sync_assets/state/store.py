@@ -224,6 +224,18 @@ class StateStore:
                 )
             )
 
+    def cursor_moved_at(self, conn: Connection) -> datetime | None:
+        """When a run last committed the cursor (UTC), or None."""
+        c = self.cursors.c
+        return conn.execute(sa.select(c.updated_at).where(c.sync_name == self.sync_name)
+                            ).scalar()
+
+    def forget_everything(self, conn: Connection) -> None:
+        """Cursor, records, pairs and failed records of this sync (not the change log)."""
+        self.reset(conn)
+        for table in (self.pairs, self.failed):
+            conn.execute(sa.delete(table).where(table.c.sync_name == self.sync_name))
+
     def clear_cursor(self, conn: Connection) -> None:
         conn.execute(sa.delete(self.cursors).where(self.cursors.c.sync_name == self.sync_name))
 
