@@ -64,6 +64,12 @@ def _stats_line(stats: dict[str, int]) -> str:
     return f"{stats.get('recordsProcessed', 0)} processed: " + ", ".join(parts)
 
 
+def _plan_line(stats: dict[str, int]) -> str:
+    parts = [f"{stats.get(k, 0)} {label}" for k, label in _STAT_LABELS]
+    n = stats.get("recordsProcessed", 0)
+    return f"{n} record{'' if n == 1 else 's'}: " + ", ".join(parts)
+
+
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import plan
 
@@ -74,7 +80,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     the_plan = plan(project, args.sync, full_refresh=args.full_refresh, sleep=_no_wait)
     spec = the_plan.result.to_spec()
     out.write(f"plan for {args.sync} (nothing written)\n")
-    out.write(f"  would process {_stats_line(spec.get('stats', {}))}\n")
+    out.write(f"  would process {_plan_line(spec.get('stats', {}))}\n")
     for action in ("insert", "update", "delete"):
         for record in the_plan.samples.get(action, []):
             shown = json.dumps(record, default=str, ensure_ascii=False)
@@ -191,11 +197,22 @@ def _run_one(project: Any, name: str, args: argparse.Namespace, out: TextIO, run
     return code
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sync-assets")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sync-assets",
         description="Run ObjectStack Data Sync Protocol (Level 1) syncs, alone or in Dagster.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"sync-assets {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("validate", help="check project files and list their syncs")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a project file or folder")
@@ -215,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", nargs="+", metavar="PROJECT", help="a project file or folder")
     p.add_argument("--sync", action="append", help="a sync to run (repeatable; default all)")
     p.add_argument("--full-refresh", action="store_true",
-                   help="ignore the cursor and the synced state: read and rewrite every record")
+                   help="ignore the cursor: read every record again and compare it with the "
+                        "destination (records that differ are rewritten, the rest skipped)")
     p.add_argument("--allow-mass-delete", action="store_true",
                    help="let a mirror (operation sync) delete more than half of what it created")
     p.add_argument("--json", action="store_true",
@@ -248,7 +266,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"{exc}\n{n} problem{'s' if n != 1 else ''} found\n")
         return EXIT_CONFIG
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write("interrupted at once (a second signal): what was committed before "
+                         "stays, and the next run resumes there\n")
         return 130
 
 

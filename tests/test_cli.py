@@ -185,7 +185,7 @@ def test_plan_shows_counts_and_samples_and_writes_nothing(tmp_path: Path) -> Non
     result = run_cli("plan", str(project), "--sync", "contacts")
     assert result.stdout == (
         "plan for contacts (nothing written)\n"
-        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored\n"
+        "  would process 3 records: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored\n"
         '  insert {"email": "ada@x.io", "score": 10}\n'
         '  insert {"email": "grace@x.io", "score": 7.5}\n'
         "  error  [CAST_ERROR] record 2 field score: cannot cast 'n/a' to number\n"
@@ -203,7 +203,7 @@ def test_plan_creates_no_database_file_and_no_state_folder(tmp_path: Path) -> No
     before = sorted(p.name for p in project.iterdir())
     result = run_cli("plan", str(project), "--sync", "contacts")
     assert result.stdout.splitlines()[1] == (
-        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
+        "  would process 3 records: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
     assert sorted(p.name for p in project.iterdir()) == before == ["os.db", "project.yaml"]
 
 
@@ -242,7 +242,7 @@ def test_plan_and_run_take_a_plain_postgresql_url_as_users_copy_it(
     plan = run_cli("plan", str(project), "--sync", "contacts")
     assert "Traceback" not in plan.stdout + plan.stderr
     assert plan.stdout.splitlines()[1] == (
-        "  would process 3 processed: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
+        "  would process 3 records: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")
     result = run_cli("run", str(project))
     assert result.returncode == 1, result.stdout + result.stderr  # partial: one bad score
     assert result.stdout.split("s, ", 1)[1].startswith(

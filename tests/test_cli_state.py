@@ -108,3 +108,13 @@ def test_changes_prints_the_change_log_of_a_key(tmp_path: Path) -> None:
         ("update", {"email": "ada@x.io", "score": 10}, {"email": "ada@x.io", "score": 11})]
     everything = cli("changes", "project.yaml", "--sync", "contacts", cwd=where)
     assert len(everything.stdout.splitlines()) == 3  # two inserts, one update
+
+
+def test_version_and_the_plan_line_read_as_english(tmp_path: Path) -> None:
+    """#14: `--version`; "would process 3 records", not "3 processed"."""
+    version = cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("sync-assets ")
+    where = project(tmp_path)
+    planned = cli("plan", "project.yaml", "--sync", "contacts", cwd=where)
+    assert planned.stdout.splitlines()[1] == (
+        "  would process 3 records: 2 inserted, 0 updated, 0 deleted, 0 skipped, 1 errored")

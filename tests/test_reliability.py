@@ -218,7 +218,7 @@ def test_a_record_the_destination_refused_is_retried_until_it_is_written(
 
     second = sync(proj, "people")  # nothing changed in the source: only the failed record
     assert (status(second), counts(second)) == ("partial", {"processed": 1, "errored": 1})
-    assert "retrying 1 records that failed in earlier runs" in "".join(spec(second)["logs"])
+    assert "retrying 1 record that failed in earlier runs" in "".join(spec(second)["logs"])
     assert failed(wh_url) == [("3", "WRITE_ERROR", 2)]
 
     execute(wh_url, "DROP INDEX people_score")

@@ -102,7 +102,8 @@ class Reading:
             if unordered:
                 self.result.log("info", f"read {unordered} records whose {ctf} is null")
             read += unordered
-        self.result.log("info", f"read {read} records from {self.source.display}")
+        self.result.log("info", f"read {read} record{'' if read == 1 else 's'} from "
+                                f"{self.source.display}")
 
     def _parallel_workers(self) -> int:
         """optimization.parallelBatches: concurrent batch writers where the destination

@@ -91,7 +91,9 @@ class Retrying:
         waiting = [f for rid, f in self.failed_before.items() if rid not in self._seen_failed]
         if not waiting:
             return
-        self.result.log("info", f"retrying {len(waiting)} records that failed in earlier runs")
+        n = len(waiting)
+        self.result.log("info", f"retrying {n} record{'' if n == 1 else 's'} that failed in "
+                                "earlier runs")
         retry = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
                                "upper": None, "null_cursor": None})
         size = max(1, min(request.batch_size, 500))
