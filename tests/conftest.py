@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import mariadb_server
 import pytest
 import sqlalchemy as sa
 from hypothesis import settings
 
 from sync_assets.connectors.sql import dispose_engines
 
+import mariadb_server
 from pg import postgres_cluster
 from twoway_helpers import fresh_schema_urls, pg_database_pair
 
