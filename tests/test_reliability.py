@@ -286,3 +286,20 @@ def test_an_expression_result_the_column_cannot_hold_errors_only_its_record(
         "recordId": "2", "field": "email", "code": "EXPRESSION_ERROR",
         "message": "the expression returned a list, and email holds text"}]
     assert rows(wh_url, "people", "id") == [(1, "p1@x.io"), (3, "p3@x.io")]
+
+
+def test_a_two_way_sync_into_a_table_without_a_mapped_field_fails_with_a_message(
+        tmp_path: Path, sqlite_urls: Urls) -> None:
+    """Found by the config fuzz (#13 defect 6): it was a FieldError traceback."""
+    os_url, wh_url = sqlite_urls
+    people(os_url, 2)
+    execute(wh_url, "CREATE TABLE people (email TEXT PRIMARY KEY)")
+    proj = project(tmp_path, sqlite_urls, to_warehouse(
+        "people", "person", "people", audit=None, direction="bidirectional",
+        matchKey=["email"], mapping={"email": "email", "score": "score"}))
+
+    result = sync(proj, "people")
+
+    assert status(result) == "failed"
+    [error] = spec(result)["errors"]
+    assert error["code"] == "CONFIG" and "score" in error["message"]

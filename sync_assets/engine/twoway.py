@@ -130,7 +130,10 @@ class TwoWayRun(RunBase):
         self.forward.target_kinds = {n: f.kind for n, f in ddesc.fields.items()}
         kinds = {n: f.kind for n, f in sdesc.fields.items()}
         self.reverse_config = reversed_config(cfg, kinds)
-        self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)
+        try:
+            self.backward = RecordMapper(self.reverse_config, ddesc, self.dst.lookup_table)
+        except (FieldError, ExpressionError) as exc:  # the destination lacks a mapped field
+            raise RunFailed(str(exc), code="CONFIG") from None
         by_target = {m.target: m for m in entries}
         self.source_key = [by_target[k].source for k in self.key]
         self.back_names = {m.target: m.source for m in entries if one_way_reason(m) is None}
