@@ -367,3 +367,89 @@ def test_a_second_run_of_a_sync_waits_then_says_already_running(tmp_path: Path) 
     with sqlite3.connect(project / "wh.db") as db:
         assert db.execute("SELECT count(*), count(DISTINCT email) FROM contacts").fetchone() \
             == (20_000, 20_000)
+
+
+def test_plan_does_not_wait_out_the_retries_of_a_refused_batch(tmp_path: Path) -> None:
+    """#13 defect 6: a batch the destination refuses, under the default retry (3 attempts,
+    30 s apart), answered at once: a plan's writes are rolled back, waiting adds nothing."""
+    import time
+
+    import sqlalchemy as sa
+
+    project = seeded_project(tmp_path)
+    engine = sa.create_engine(f"sqlite:///{project}/wh.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE contacts (email TEXT PRIMARY KEY, score REAL, "
+                             "nickname TEXT NOT NULL)"))
+    engine.dispose()
+    text = (project / "project.yaml").read_text()
+    (project / "project.yaml").write_text(
+        text + "        - {source: email, target: nickname, transform: {type: constant, "
+               "value: null}}\n")
+    started = time.monotonic()
+    result = run_cli("plan", str(project), "--sync", "contacts")
+    assert time.monotonic() - started < 30, result.stdout
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "  error  [WRITE_ERROR] writing to warehouse.contacts failed: IntegrityError: NOT NULL "
+        "constraint failed: contacts.nickname")
+
+
+#: the reproductions of #13 defect 6 that are config errors: each one line, exit 2
+MALFORMED = {
+    "a NUL byte": (b"syncs:\n  - name: a\x00b\n",
+                   "p.yaml:2: (file): invalid YAML: a control character (U+0000) is not "
+                   "allowed in YAML text"),
+    "a control character": (b"syncs:\n  - {name: s, label: a\x07b}\n",
+                            "p.yaml:2: (file): invalid YAML: a control character (U+0007) is "
+                            "not allowed in YAML text"),
+    "a connector type that is a list": (
+        b"connectors:\n  wh: {type: [sql], url: 'sqlite:///w.db'}\n",
+        "p.yaml:2: connectors.wh.type: must be the name of a connector type; available: "
+        "{types}"),
+    "2,000 nested brackets": (b"syncs: " + b"[" * 2000 + b"]" * 2000 + b"\n",
+                              "p.yaml:1: (file): invalid YAML: nested too deeply (64 levels are "
+                              "allowed)"),
+    "an unknown engineOptions key": (
+        b"connectors:\n  wh: {type: sql, url: 'sqlite:///w.db', engineOptions: {bogus: 1}}\n",
+        "p.yaml:2: connectors.wh.engineOptions.bogus: 'bogus' is not an option of SQLAlchemy's "
+        "create_engine() for this database (SQLiteDialect_pysqlite/QueuePool/Engine)"),
+    "invalid UTF-8": (b"syncs:\n  - name: caf\xe9\n", "p.yaml: (file): is not UTF-8 text"),
+    "a duplicate key": (b"syncs: []\nsyncs: []\n",
+                        "p.yaml:2: syncs: key 'syncs' appears twice in one mapping (first on "
+                        "line 1)"),
+    "a huge number": (b"syncs:\n  - {name: s, batchSize: " + b"9" * 5000 + b"}\n",
+                      "p.yaml:2: syncs[0].batchSize: is a number written with more than 100 "
+                      "characters (quote it to keep it as text)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_project_is_one_line_and_exit_2_for_validate_and_plan(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    from sync_assets.cli import main
+    from sync_assets.connectors.registry import connector_types
+
+    content, problem = MALFORMED[case]
+    problem = problem.replace("{types}", ", ".join(sorted(connector_types())))
+    (tmp_path / "p.yaml").write_bytes(content)
+    for args in (["validate", "p.yaml"], ["plan", "p.yaml", "--sync", "s"]):
+        with pytest.MonkeyPatch.context() as env:
+            env.chdir(tmp_path)
+            assert main(args) == 2
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("", f"{problem}\n1 problem found\n")
+
+
+def test_plan_into_a_schema_that_does_not_exist_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    project = seeded_project(tmp_path)
+    text = (project / "project.yaml").read_text()
+    (project / "project.yaml").write_text(
+        text.replace('url: "sqlite:///wh.db"}', 'url: "sqlite:///wh.db", schema: nosuch}'))
+    result = run_cli("plan", str(project), "--sync", "contacts")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [s for s in result.stdout.splitlines() if s.startswith("  error  ")]
+    assert line.startswith("  error  [CONNECTOR_ERROR] ") and "unknown database" in line
+    assert "nosuch" in line

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync_assets import SyncConfigError, load_project
+from sync_assets.connectors.registry import connector_types
 
 ENV = {"WAREHOUSE_URL": "postgresql://sync:s3cret-pw@db.internal/wh"}
+#: the built-in connector types (memory, objectstack, sql, ...) as messages list them
+AVAILABLE_TYPES = ", ".join(sorted(connector_types()))
 
 PROJECT = """\
 objectstack: {url: "sqlite:///data/objectstack.db"}
@@ -147,7 +153,7 @@ def test_an_unknown_connector_type_lists_the_available_ones(tmp_path: Path) -> N
     text = "connectors:\n  lake: {type: mongo, url: 'mongodb://x'}\n"
     assert problems(tmp_path, ("p.yaml", text)) == (
         "p.yaml:2: connectors.lake.type: unknown connector type 'mongo'; "
-        "available: memory, objectstack, sql"
+        f"available: {AVAILABLE_TYPES}"
     )
 
 
@@ -371,19 +377,213 @@ def test_a_deeply_nested_yaml_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     assert problems(tmp_path / "a", ("p.yaml", "syncs: " + "[" * 2000 + "]" * 2000 + "\n")) == (
-        "p.yaml: (file): invalid YAML: nested too deeply (64 levels are allowed)")
+        "p.yaml:1: (file): invalid YAML: nested too deeply (64 levels are allowed)")
     assert problems(tmp_path / "b", ("p.yaml", "syncs: " + "[" * 80 + "]" * 80 + "\n")) == (
         "p.yaml:1: syncs" + "[0]" * 64 + ": is nested deeper than 64 levels")
 
 
 def test_a_deeply_nested_json_file_is_refused(tmp_path: Path) -> None:
     assert problems(tmp_path, ("p.json", '{"syncs": ' + "[" * 5000 + "]" * 5000 + "}")) == (
-        "p.json: (file): invalid JSON: nested deeper than Python can read (64 levels are "
-        "allowed)")
+        "p.json:1: (file): invalid JSON: nested too deeply (64 levels are allowed)")
 
 
 def test_a_connector_type_that_is_not_a_name_is_an_error(tmp_path: Path) -> None:
     text = "connectors:\n  wh: {type: [sql], url: 'sqlite:///w.db'}\n"
     assert problems(tmp_path, ("p.yaml", text)) == (
         "p.yaml:2: connectors.wh.type: must be the name of a connector type; available: "
-        "memory, objectstack, sql")
+        f"{AVAILABLE_TYPES}")
+
+
+# -- malformed input: one `file:line: path: message` each, never a traceback (#13 defect 6) --
+
+
+def sync_with(extra: str = "", destination: str = "") -> str:
+    """`one_sync` with keys added to the sync and to its destination."""
+    return one_sync("{name: s, source: {object: contact}, destination: {connectorInstanceId: "
+                    f"warehouse, externalResource: c, operation: upsert, matchKey: [email]"
+                    f"{destination}}}{extra}}}")
+
+
+@pytest.mark.parametrize("char, code", [("\x00", "0000"), ("\x07", "0007"), ("\x1b", "001B")])
+def test_a_control_character_in_yaml_text_names_its_line(
+        tmp_path: Path, char: str, code: str) -> None:
+    assert problems(tmp_path, ("p.yaml", f"syncs:\n  - name: a{char}b\n")) == (
+        f"p.yaml:2: (file): invalid YAML: a control character (U+{code}) is not allowed in "
+        "YAML text")
+
+
+def test_a_nul_or_a_lone_surrogate_in_a_value_is_refused(tmp_path: Path) -> None:
+    assert problems(tmp_path / "a", ("p.yaml", sync_with(', label: "a\\0b"'))) == (
+        "p.yaml:4: syncs[0].label: contains a NUL character (\\0), which text in a database "
+        "cannot hold")
+    assert problems(tmp_path / "b", ("p.yaml", sync_with(', label: "\\ud800"'))) == (
+        "p.yaml:4: syncs[0].label: contains a lone surrogate (\\ud800), which is not a "
+        "character and cannot be written as UTF-8")
+
+
+@pytest.mark.parametrize("number, message", [
+    ("9" * 5000, "is a number written with more than 100 characters (quote it to keep it as "
+                 "text)"),
+    ("1" + ":59" * 40, "is a number written with more than 100 characters (quote it to keep "
+                       "it as text)"),  # YAML 1.1's base 60
+    (str(2**64), "is a whole number beyond 64 bits, which no database column holds (quote it "
+                 "to keep it as text)"),
+])
+def test_huge_numbers_are_refused_before_they_are_read(
+        tmp_path: Path, number: str, message: str) -> None:
+    assert problems(tmp_path, ("p.yaml", sync_with(f", metadata: {{n: {number}}}"))) == (
+        f"p.yaml:4: syncs[0].metadata.n: {message}")
+
+
+def test_yaml_values_that_json_has_not_are_refused(tmp_path: Path) -> None:
+    for i, (value, message) in enumerate([
+        ("!!binary aGk=", "is a YAML !!binary value, which a config cannot hold: use text, a "
+                          "number, true, false or null"),
+        ("!!timestamp 2024-01-31", "is a YAML !!timestamp value, which a config cannot hold: "
+                                   "use text, a number, true, false or null"),
+        ("!!int abc", "is not a valid !!int value"),
+        ("{? [a, b] : 1}", "has a list as a key; a key must be text, a number, true, false or "
+                           "null"),
+    ]):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        where = "syncs[0].metadata" + ("" if value.startswith("{") else ".n")
+        shown = value if value.startswith("{") else f"{{n: {value}}}"
+        assert problems(folder, ("p.yaml", sync_with(f", metadata: {shown}"))) == (
+            f"p.yaml:4: {where}: {message}")
+
+
+def test_yaml_merge_keys_let_a_mapping_override_what_it_merges(tmp_path: Path) -> None:
+    text = ("connectors:\n  warehouse: {type: sql, url: 'sqlite:///w.db'}\n"
+            "syncs:\n  - name: s\n    source: {object: contact}\n"
+            "    destination: &d {connectorInstanceId: warehouse, externalResource: c, "
+            "operation: upsert, matchKey: [email]}\n"
+            "  - name: t\n    source: {object: contact}\n"
+            "    destination: {<<: *d, operation: insert}\n")
+    write(tmp_path, "p.yaml", text)
+    syncs = load_project(tmp_path, env=ENV).syncs
+    assert syncs["t"].config.destination.operation == "insert"
+    assert syncs["t"].config.destination.matchKey == ["email"]
+    twice = text.replace("operation: insert}", "operation: insert, operation: sync}")
+    assert problems(tmp_path, ("p.yaml", twice)) == (
+        "p.yaml:9: syncs[1].destination.operation: key 'operation' appears twice in one "
+        "mapping (first on line 9)")
+
+
+JSON_SYNC = ('{\n  "name": "s",\n  "batchSize": %s,\n  "source": {"object": "contact"},\n'
+             '  "destination": {"object": "c", "operation": "upsert", "matchKey": ["email"]}\n}\n')
+
+
+def test_json_problems_name_their_lines_and_a_key_written_twice(tmp_path: Path) -> None:
+    for i, (text, expected) in enumerate([
+        (JSON_SYNC % '"ten"', "p.json:3: batchSize: must be a whole number (got string)"),
+        (JSON_SYNC.replace('"name": "s",', '"name": "s",\n  "name": "t",') % 5,
+         "p.json:3: name: key 'name' appears twice in one object (first on line 2)"),
+        (JSON_SYNC % ("9" * 5000), "p.json:3: batchSize: is a number written with more than "
+                                   "100 characters (quote it to keep it as text)"),
+        (JSON_SYNC % '"a\\u0000"', "p.json:3: batchSize: contains a NUL character (\\0), "
+                                   "which text in a database cannot hold"),
+        ('{"syncs": ' + "[" * 80 + "]" * 80 + "}",
+         "p.json:1: syncs" + "[0]" * 64 + ": is nested deeper than 64 levels"),
+    ]):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        assert problems(folder, ("p.json", text)) == expected
+
+
+def test_engine_options_are_tried_when_the_project_loads(tmp_path: Path) -> None:
+    text = "connectors:\n  wh: {type: sql, url: 'sqlite:///w.db', engineOptions: %s}\n"
+    assert problems(tmp_path / "a", ("p.yaml", text % "{pool_size: 5, bogus: 1}")) == (
+        "p.yaml:2: connectors.wh.engineOptions.bogus: 'bogus' is not an option of "
+        "SQLAlchemy's create_engine() for this database (SQLiteDialect_pysqlite/QueuePool/"
+        "Engine)")
+    assert problems(tmp_path / "b", ("p.yaml", text % "{connect_args: {bogus: 1}}")) == (
+        "p.yaml:2: connectors.wh.engineOptions: are refused by SQLAlchemy: TypeError: 'bogus' "
+        "is an invalid keyword argument for Connection()")
+
+
+def test_expressions_compile_when_the_project_loads(tmp_path: Path) -> None:
+    rule = ", validation: {custom: [{name: r, condition: '%s', message: m}]}"
+    for i, (condition, message) in enumerate([
+        ("value +", "CEL syntax error at line 1, column 7: unexpected end of expression"),
+        ("(" * 2000 + "true" + ")" * 2000, "is nested too deeply to compile; write a flatter "
+                                           "expression"),
+        ("1 + " * 3000 + "1 > 0", "is longer than 10,000 characters; write a shorter "
+                                  "expression"),
+    ]):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        assert problems(folder, ("p.yaml", sync_with(rule % condition))) == (
+            f"p.yaml:4: syncs[0].validation.custom[0].condition: {message}")
+
+
+def test_an_objectstack_server_url_must_parse_and_name_a_host(tmp_path: Path) -> None:
+    assert problems(tmp_path / "a", ("p.yaml", "objectstack: {url: 'http://[::1', apiKey: k}\n")
+                    ) == "p.yaml:1: objectstack.url: is not a valid URL: Invalid port: ':1'"
+    assert problems(tmp_path / "b", ("p.yaml", "connectors:\n  os: {type: objectstack, url: "
+                                         "'https://', apiKey: k}\n")) == (
+        "p.yaml:2: connectors.os.url: names no host; write it like "
+        "https://objectstack.example.com")
+
+
+def test_an_empty_field_name_is_refused(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.yaml", sync_with(destination=", mapping: {email: ''}"))) == (
+        "p.yaml:4: syncs[0].destination.mapping.email: must not be empty: name a field")
+
+
+def test_an_environment_value_that_is_not_utf8_is_an_error(tmp_path: Path) -> None:
+    text = "connectors:\n  wh: {type: sql, url: '${WH_URL}'}\n"
+    # os.environ holds bytes that are not UTF-8 as lone surrogates
+    assert problems(tmp_path, ("p.yaml", text), env={"WH_URL": "sqlite:///\udcffx.db"}) == (
+        "p.yaml:2: connectors.wh.url: environment variable WH_URL holds bytes that are not "
+        "UTF-8 text")
+
+
+def test_a_problem_is_one_line_whatever_its_key_holds(tmp_path: Path) -> None:
+    assert problems(tmp_path, ("p.yaml", '"sy\\nncs\\e[31m": []\n')) == (
+        "p.yaml:1: sy\\nncs\\x1b[31m: unknown key; a project has objectstack, connectors, "
+        "state, syncs")
+
+
+def test_checking_stops_after_1000_problems(tmp_path: Path) -> None:
+    found = problems(tmp_path, ("p.yaml", "syncs: [" + "0, " * 1500 + "0]\n")).splitlines()
+    assert len(found) == 1001
+    assert found[-2:] == ["p.yaml:1: syncs[999]: must be an object (got integer)",
+                          "(project): checking stopped after 1,000 problems; fix these first"]
+
+
+def test_a_database_url_that_does_not_parse_is_an_error_that_never_shows_it(
+        tmp_path: Path) -> None:
+    message = ("is not a database URL: write it as dialect://user@host/database, e.g. "
+               "postgresql://sync@db.example.com/warehouse or sqlite:///warehouse.db")
+    assert problems(tmp_path / "a", ("p.yaml", "connectors:\n  wh: {type: sql, url: "
+                                               "'${WH_URL}'}\n"), env={"WH_URL": "S3cr3t-pw"}
+                    ) == f"p.yaml:2: connectors.wh.url: {message}"
+    assert problems(tmp_path / "b", ("p.yaml", "state: {url: 'postgresql://u:S3cr3t-pw@db:"
+                                               "port/state'}\n")) == (
+        f"p.yaml:1: state.url: {message}")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False) | st.text(st.characters(exclude_characters="\x00")),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(st.characters(exclude_characters="\x00"), max_size=5), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, indent=st.sampled_from([None, 0, 2, "\t"]),
+       ascii_only=st.booleans())
+def test_json_files_read_as_json_loads_reads_them(
+        value: object, indent: int | str | None, ascii_only: bool) -> None:
+    """The line-keeping JSON reader builds what json.loads builds, for any layout."""
+    from sync_assets.project.yaml_lines import read_config_file
+
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.json"
+        path.write_text(text, encoding="utf-8")
+        data, lines = read_config_file(path)
+    assert data == json.loads(text)
+    assert lines[()] == 1 + text[: len(text) - len(text.lstrip())].count("\n")

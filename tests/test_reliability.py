@@ -303,3 +303,4 @@ def test_a_two_way_sync_into_a_table_without_a_mapped_field_fails_with_a_message
     assert status(result) == "failed"
     [error] = spec(result)["errors"]
     assert error["code"] == "CONFIG" and "score" in error["message"]
+

@@ -23,13 +23,16 @@ from ..connectors.settings import (
 )
 from ..spec import DataSyncConfig, SyncConfigError
 from ..spec.errors import PathPart, Problem, format_path, problems_from_validation
-from .checks import check_sync
+from .checks import Found, check_connector, check_sync
 from .checks import notices as sync_notices
 from .envvars import Expansion
 from .yaml_lines import FileFormatError, Lines, line_of, read_config_file
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 PROJECT_KEYS = ("objectstack", "connectors", "state", "syncs")
+#: syncs are checked until this many problems are found: a file of 200,000 broken values
+#: would otherwise take seconds to list, in megabytes nobody reads
+MAX_PROBLEMS = 1_000
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,15 @@ class _Collector:
         # Connector ids whose settings were rejected: syncs naming them are not told again.
         self.broken_connectors: set[str] = set()
         self.notices: list[Problem] = []
+        # Where the current file's environment variables were missing or unusable.
+        self.env_gaps: list[tuple[PathPart, ...]] = []
+
+    def check_connector(self, settings: Any, prefix: tuple[PathPart, ...]) -> Found:
+        """checks.check_connector's problems, unless a variable in these settings was missing:
+        that is told already, and the URL is then incomplete for sure."""
+        if any(gap[: len(prefix)] == prefix for gap in self.env_gaps):
+            return []
+        return check_connector(settings)
 
     def add(self, file: str, lines: Lines, parts: tuple[PathPart, ...], message: str) -> None:
         self.problems.append(
@@ -157,6 +169,7 @@ def load_project(
             collect.problems.append(exc.problem)
             continue
         before = len(collect.expansion.missing)
+        before_unusable = len(collect.expansion.unusable)
         data = collect.expansion.expand(raw)
         for parts, var in collect.expansion.missing[before:]:
             collect.add(
@@ -166,6 +179,11 @@ def load_project(
                 f"environment variable {var} is not set (write ${{{var}:-default}} "
                 "to give a fallback)",
             )
+        for parts, var in collect.expansion.unusable[before_unusable:]:
+            collect.add(shown, lines, parts,
+                        f"environment variable {var} holds bytes that are not UTF-8 text")
+        collect.env_gaps = [parts for parts, _ in (*collect.expansion.missing[before:],
+                                                   *collect.expansion.unusable[before_unusable:])]
         if data is None:
             collect.add(shown, lines, (), "is empty: expected a sync or a project")
             continue
@@ -187,11 +205,15 @@ def load_project(
             continue
         base = file.parent
         if pf.objectstack is not None:
+            for parts, msg in collect.check_connector(pf.objectstack, ("objectstack",)):
+                collect.add(shown, lines, ("objectstack", *parts), msg)
             if objectstack is not None:
                 collect.add(shown, lines, ("objectstack",), f"is also set in {objectstack[1]}")
             else:
                 objectstack = (_with_url(pf.objectstack, base), shown)
         if pf.state is not None:
+            for parts, msg in collect.check_connector(pf.state, ("state",)):
+                collect.add(shown, lines, ("state", *parts), msg)
             if state is not None:
                 collect.add(shown, lines, ("state",), f"is also set in {state[1]}")
             else:
@@ -212,7 +234,11 @@ def load_project(
     syncs: dict[str, SyncDefinition] = {}
     seen_at: dict[str, str] = {}
     connector_map = {cid: s for cid, (s, _) in connectors.items()}
+    stopped = False
     for data, shown, lines, prefix, file in pending:
+        if len(collect.problems) >= MAX_PROBLEMS:
+            stopped = True
+            break
         try:
             config = DataSyncConfig.model_validate(data)
         except ValidationError as exc:
@@ -239,9 +265,11 @@ def load_project(
 
     if collect.problems:
         # Reading order: file by file, top to bottom (Python's sort keeps ties in place).
-        raise SyncConfigError(
-            sorted(collect.problems, key=lambda p: (p.file or "", p.line or 0))
-        )
+        found = sorted(collect.problems, key=lambda p: (p.file or "", p.line or 0))
+        if stopped:
+            found.append(Problem("(project)", f"checking stopped after {MAX_PROBLEMS:,} "
+                                              "problems; fix these first"))
+        raise SyncConfigError(found)
     return Project(
         root=root.resolve(),
         objectstack=objectstack[0] if objectstack else _with_url(ObjectStackSettings(), root),
@@ -265,13 +293,20 @@ def _connector_settings(cid: str, data: dict[str, Any], file: str, lines: Lines,
     """One instance's settings, validated by its connector type's own model."""
     model = connector_types()[data["type"]].settings
     try:
-        return model.model_validate(data)
+        settings = model.model_validate(data)
     except ValidationError as exc:
         collect.broken_connectors.add(cid)
         for parts, msg in problems_from_validation(exc):
             parts = ("connectors", cid, *parts)
             collect.add(file, lines, parts, _project_message(parts, msg))
         return None
+    found = collect.check_connector(settings, ("connectors", cid))
+    if found:
+        collect.broken_connectors.add(cid)
+        for parts, msg in found:
+            collect.add(file, lines, ("connectors", cid, *parts), msg)
+        return None
+    return settings
 
 
 def _with_connector_types(

@@ -6,12 +6,14 @@ add the file, the line and the sync's position.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from croniter import croniter
 
 from .. import filters as objectql
+from ..connectors.settings import ObjectStackSettings, StateSettings
 from ..spec import DataSyncConfig
 from ..spec.errors import PathPart, format_path
 from ..spec.flow import (
@@ -22,8 +24,13 @@ from ..spec.flow import (
     push_flow,
     resolve_match_key,
 )
+from ..spec.mapping import JavascriptTransform
 
 Found = list[tuple[tuple[PathPart, ...], str]]
+
+#: an expression longer than this is refused unread: a real one is a line or two, and parsing
+#: megabytes of CEL would hold a load for minutes
+MAX_EXPRESSION_CHARS = 10_000
 
 
 def check_endpoints(config: DataSyncConfig, connectors: Mapping[str, Any]) -> Found:
@@ -252,9 +259,42 @@ def key_notices(config: DataSyncConfig) -> Found:
     return out
 
 
+def check_names(config: DataSyncConfig) -> Found:
+    """Names of fields, objects and tables must not be empty: no database has a column named
+    '', and the engine would fail on the first record set it opens or creates."""
+    field, table = "a field", "a table"
+    named: list[tuple[tuple[PathPart, ...], str | None, str]] = []
+    dest, source = config.destination, config.source
+    if isinstance(dest.mapping, dict):
+        for s, t in dest.mapping.items():
+            named += [(("destination", "mapping", s), s, field),
+                      (("destination", "mapping", s), t, field)]
+    elif isinstance(dest.mapping, list):
+        for i, m in enumerate(dest.mapping):
+            at: tuple[PathPart, ...] = ("destination", "mapping", i)
+            named += [((*at, "source"), m.source, field), ((*at, "target"), m.target, field)]
+            if m.transform is not None and m.transform.type == "lookup":
+                named += [((*at, "transform", key), getattr(m.transform, key),
+                           table if key == "table" else field)
+                          for key in ("table", "keyField", "valueField")]
+    named += [((side, "object"), endpoint.object, "an ObjectStack object")
+              for side, endpoint in (("source", source), ("destination", dest))]
+    named += [(("destination", "matchKey", i), k, field)
+              for i, k in enumerate(dest.matchKey or [])]
+    named += [(("source", "fields", i), f, field) for i, f in enumerate(source.fields or [])]
+    named.append((("changeTrackingField",), config.changeTrackingField, field))
+    rules = config.validation
+    for key in ("required", "unique"):
+        named += [(("validation", key, i), f, field)
+                  for i, f in enumerate((getattr(rules, key) or []) if rules else [])]
+    return [(path, f"must not be empty: name {what}")
+            for path, name, what in named if name == ""]
+
+
 def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any],
                objectstack: Any = None) -> Found:
     return [
+        *check_names(config),
         *check_keys(config, connectors, objectstack),
         *check_direction(config),
         *check_endpoints(config, connectors),
@@ -262,4 +302,128 @@ def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any],
         *check_mapping(config),
         *check_match_key(config),
         *check_filters(config),
+        *check_expressions(config),
     ]
+
+
+def _check_cel(path: tuple[PathPart, ...], source: str) -> Found:
+    if len(source) > MAX_EXPRESSION_CHARS:
+        return [(path, f"is longer than {MAX_EXPRESSION_CHARS:,} characters; write a shorter "
+                       "expression")]
+    # Imported here: the engine imports the project package, which imports these checks.
+    from ..engine.cel import ExpressionError, compile_expression
+
+    try:
+        compile_expression(source)
+    except ExpressionError as exc:
+        return [(path, str(exc))]
+    except RecursionError:  # the parser recurses once per level of parentheses or operators
+        return [(path, "is nested too deeply to compile; write a flatter expression")]
+    return []
+
+
+def check_expressions(config: DataSyncConfig) -> Found:
+    """Every CEL expression compiles when the project loads, as the engine will compile it
+    (`source`; an `ast` alone is the engine's to refuse): a typo is an error naming its file and
+    line, not a failed run."""
+    found: Found = []
+    for i, m in enumerate(config.destination.field_mappings()):
+        if isinstance(m.transform, JavascriptTransform) and m.transform.expression.source:
+            found += _check_cel(("destination", "mapping", i, "transform", "expression"),
+                                m.transform.expression.source)
+    rules = config.validation
+    for i, rule in enumerate((rules.custom or []) if rules else []):
+        if rule.condition.source:
+            found += _check_cel(("validation", "custom", i, "condition"), rule.condition.source)
+    return found
+
+
+_UNKNOWN_ENGINE_OPTIONS = re.compile(
+    r"Invalid argument\(s\) (.+) sent to create_engine\(\), using configuration ([^.\s]+)")
+
+
+def _check_engine_options(url: str, options: Mapping[str, Any]) -> Found:
+    """SQLAlchemy reads `engineOptions` only when it creates the engine, with errors of any
+    Python type (a TypeError for an unknown option): create one now, without connecting."""
+    import sqlalchemy as sa
+
+    from ..connectors.sql.table import engine_url, redact
+
+    try:
+        target = engine_url(url)
+        sa.create_engine(target).dispose()
+    except Exception:  # the URL itself (a typo, a missing driver) is told when a sync opens it
+        return []
+    # `echo` takes any value, and would log this trial engine's statements to stdout
+    options = {k: v for k, v in options.items() if k not in ("echo", "echo_pool")}
+    try:
+        engine = sa.create_engine(target, **options)
+        if engine.dialect.name == "sqlite":
+            # `connect_args` and `isolation_level` are read only on connecting: SQLite can
+            # connect to a memory database with the same options, touching no file.
+            engine.dispose()
+            engine = sa.create_engine(sa.make_url(target).set(database=":memory:"), **options)
+            engine.connect().close()
+        engine.dispose()
+    except Exception as exc:  # dialects and pools raise any type for a bad option
+        text = redact(str(exc), url)
+        unknown = _UNKNOWN_ENGINE_OPTIONS.match(text)
+        if unknown is None:
+            return [(("engineOptions",), "are refused by SQLAlchemy: "
+                                         f"{type(exc).__name__}: {text}")]
+        names = [n.strip("'") for n in unknown.group(1).split(",")]
+        where: tuple[PathPart, ...] = (
+            ("engineOptions", names[0]) if len(names) == 1 else ("engineOptions",))
+        what = "is not an option" if len(names) == 1 else "are not options"
+        return [(where, f"{unknown.group(1)} {what} of SQLAlchemy's create_engine() for this "
+                        f"database ({unknown.group(2)})")]
+    return []
+
+
+def _check_http_url(url: str) -> Found:
+    """An http(s) URL (the ObjectStack server's) must parse and name a host: else every call
+    fails, or httpx raises when the connector is opened."""
+    import httpx
+
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as exc:
+        return [(("url",), f"is not a valid URL: {exc}")]
+    if not host:
+        return [(("url",), "names no host; write it like https://objectstack.example.com")]
+    return []
+
+
+def _check_database_url(url: str) -> Found:
+    """A database URL must parse: else the engine can show it only by what precedes its first
+    colon, which for a mistyped URL may be a password. Never shown here."""
+    import sqlalchemy as sa
+
+    try:
+        sa.make_url(url)
+    except Exception:  # ArgumentError, or ValueError for a port that is not a number
+        return [(("url",), "is not a database URL: write it as dialect://user@host/database, "
+                           "e.g. postgresql://sync@db.example.com/warehouse or "
+                           "sqlite:///warehouse.db")]
+    return []
+
+
+def check_connector(settings: Any) -> Found:
+    """A connector instance's (or the ObjectStack datastore's, or the state's) settings beyond
+    their model: what would otherwise fail only when a sync opens it, and not as a
+    ConnectorError."""
+    url = getattr(settings, "url", None)
+    text = url.get_secret_value() if hasattr(url, "get_secret_value") else url
+    if not isinstance(text, str):
+        return []
+    found: Found = []
+    # `https://` with nothing after it arrives as `https:` (the REST settings strip a slash)
+    if text.lower().startswith(("http:", "https:")):
+        found += _check_http_url(text)
+    elif getattr(settings, "type", None) == "sql" or isinstance(
+            settings, ObjectStackSettings | StateSettings):
+        found += _check_database_url(text)
+    options = getattr(settings, "engine_options", None)
+    if options:
+        found += _check_engine_options(text, options)
+    return found

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..spec.errors import PathPart
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -21,6 +22,8 @@ _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class Expansion:
     env: Mapping[str, str]
     missing: list[tuple[tuple[PathPart, ...], str]] = field(default_factory=list)
+    #: variables whose value is not text a config can hold (bytes that are not UTF-8)
+    unusable: list[tuple[tuple[PathPart, ...], str]] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
 
     def expand(self, value: Any, path: tuple[PathPart, ...] = ()) -> Any:
@@ -39,6 +42,11 @@ class Expansion:
             name, default = match.group(1), match.group(2)
             if name in self.env:
                 value = self.env[name]
+                # os.environ keeps bytes that are not UTF-8 as lone surrogates, which no
+                # database, file or message can take later on.
+                if _SURROGATE.search(value):
+                    self.unusable.append((path, name))
+                    return ""
             elif default is not None:
                 value = default
             else:

@@ -18,6 +18,13 @@ from .types import json_type_name
 _TRANSFORM_TAGS = frozenset({"constant", "cast", "lookup", "javascript", "map"})
 PathPart = str | int
 
+#: control characters and line separators as escapes (`\n`, `\x1b`, `\u2028`): a problem is
+#: one line of text whatever a key or a value holds, and cannot drive the terminal
+_ESCAPES = {
+    code: ascii(chr(code))[1:-1]
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
 
 def format_path(parts: Sequence[PathPart]) -> str:
     """`("syncs", 0, "destination", "matchKey", 1)` -> `syncs[0].destination.matchKey[1]`."""
@@ -43,7 +50,7 @@ class Problem:
         where = ""
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
-        return f"{where}{self.path}: {self.message}"
+        return f"{where}{self.path}: {self.message}".translate(_ESCAPES)
 
 
 class SyncConfigError(ValueError):

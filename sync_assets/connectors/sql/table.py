@@ -591,6 +591,8 @@ class SqlTable(Endpoint):
                 if attempt == READ_RETRIES or not transient(exc, self.dialect):
                     raise self.error(exc, "reading") from None
                 self.sleep(min(0.25 * 2 ** attempt, 5.0))
+            except StatementError as exc:  # a value the column's type cannot bind
+                raise self.error(exc, "reading") from None
         raise AssertionError("unreachable")
 
     def page_statement(self, request: ReadRequest, after: tuple[Any, ...] | None) -> Any:
