@@ -1,5 +1,5 @@
 """Faults on both sides of a PostgreSQL -> PostgreSQL sync during a run (#13): the source's
-and the destination's connections killed five times, then each database restarted. The run
+and the destination's connections each killed five times, then each database restarted. The run
 completes (reads are read again, batch writes retried under `retry`), and the destination
 holds exactly the source, once; the next runs find nothing to write."""
 
@@ -50,10 +50,14 @@ def test_killed_connections_and_restarts_on_both_sides_lose_and_double_nothing(
     proj = project(tmp_path, (source, warehouse), to_warehouse(
         f"people_{lane}", table, f"people_{lane}", batchSize=100, audit=None,
         retry={"maxAttempts": 5, "backoffMs": 200}, **extra))
-    faults = {2: ("kill", source), 4: ("kill", warehouse), 6: ("kill", source),
-              8: ("kill", warehouse), 10: ("kill", source), 13: ("restart", source),
-              17: ("restart", warehouse)}
+    faults: dict[int, tuple[str, str]] = {}
+    for n in range(5):  # each side's connections killed five times, then each restarted
+        faults[2 + 2 * n] = ("kill", source)
+        faults[3 + 2 * n] = ("kill", warehouse)
+    faults[15] = ("restart", source)
+    faults[20] = ("restart", warehouse)
     done: list[tuple[str, str]] = []
+    hits = {"source": 0, "warehouse": 0}
 
     def fault(progress: Progress) -> None:
         batch = progress.read // 100
@@ -61,16 +65,17 @@ def test_killed_connections_and_restarts_on_both_sides_lose_and_double_nothing(
             what, url = faults.pop(batch)
             side = "source" if url == source else "warehouse"
             if what == "kill":
-                assert kill_connections(url) >= 1  # the run's own connections died
+                hits[side] += kill_connections(url) > 0  # a connection of the run died
             else:
                 restart(url)
             done.append((what, side))
 
     first = sync(proj, f"people_{lane}", progress=fault, sleep=time.sleep)
 
-    assert done == [
-        ("kill", "source"), ("kill", "warehouse"), ("kill", "source"), ("kill", "warehouse"),
-        ("kill", "source"), ("restart", "source"), ("restart", "warehouse")]
+    # most kills find a connection of the run open (between batches one may be idle)
+    assert hits["source"] >= 3 and hits["warehouse"] >= 3, hits
+    assert done == [("kill", "source"), ("kill", "warehouse")] * 5 + [
+        ("restart", "source"), ("restart", "warehouse")]
     out = spec(first)
     assert (out["status"], out["errors"]) == ("completed", []), out
     assert counts(first) == {"processed": ROWS, "inserted": ROWS}
