@@ -304,3 +304,55 @@ def test_a_two_way_sync_into_a_table_without_a_mapped_field_fails_with_a_message
     [error] = spec(result)["errors"]
     assert error["code"] == "CONFIG" and "score" in error["message"]
 
+
+
+def test_an_unparsable_database_url_is_never_shown() -> None:
+    """A secret put where the URL belongs (`url: ${DB_PASSWORD}`) must not be printed."""
+    from sync_assets.connectors.sql import safe_url
+
+    assert safe_url("hunter2-S3cret:x") == "<an unparsable database URL>"
+
+
+def test_a_cel_expression_nested_too_deeply_is_an_expression_error() -> None:
+    from sync_assets.engine.cel import ExpressionError, compile_expression
+
+    with pytest.raises(ExpressionError, match="nested too deeply"):
+        compile_expression("(" * 3000 + "1" + ")" * 3000)
+
+
+def test_an_integer_sqlite_cannot_hold_errors_only_its_record(
+        tmp_path: Path, sqlite_urls: Urls) -> None:
+    os_url, wh_url = sqlite_urls
+    create_table(os_url, "big", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("n", sa.Numeric(30, 0))],
+        [{"id": 1, "n": Decimal(5)}, {"id": 2, "n": Decimal(2**70)}])
+    execute(wh_url, "CREATE TABLE bigs (id INTEGER PRIMARY KEY, n INTEGER)")
+    proj = project(tmp_path, sqlite_urls, to_warehouse(
+        "bigs", "big", "bigs", audit=None, errorHandling={"onSyncError": "skip"},
+        mapping=[{"source": "id", "target": "id"},
+                 {"source": "n", "target": "n", "transform": {"type": "cast",
+                                                               "targetType": "number"}}]))
+
+    result = sync(proj, "bigs")
+
+    assert counts(result) == {"processed": 2, "inserted": 1, "errored": 1}
+    assert rows(wh_url, "bigs", "id") == [(1, 5)]
+
+
+def test_a_plan_does_not_wait_between_retries(tmp_path: Path, sqlite_urls: Urls) -> None:
+    """The engine's plan(), not only the CLI's: a refused batch is not waited on."""
+    from sync_assets.engine import plan
+
+    os_url, wh_url = sqlite_urls
+    people(os_url, 2)
+    execute(wh_url, "CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT, score INTEGER "
+                    "CHECK (score < 0))")
+    proj = project(tmp_path, sqlite_urls, to_warehouse(
+        "people", "person", "people", audit=None, retry={"maxAttempts": 3, "backoffMs": 60000}))
+    started = time.monotonic()
+
+    planned = plan(proj, "people")
+
+    assert time.monotonic() - started < 10
+    assert status(planned.result) == "failed"

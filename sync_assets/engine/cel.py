@@ -921,9 +921,11 @@ def compile_expression(source: str) -> CelProgram:
         environment = _ENVIRONMENT
         try:
             ast = environment.compile(source)
+            analysis = _Analysis(ast)
         except CELParseError as exc:
             raise ExpressionError(_syntax_message(exc)) from None
-        analysis = _Analysis(ast)
+        except RecursionError:  # nested deeper than the parser can walk
+            raise ExpressionError("CEL expression is nested too deeply") from None
         if analysis.problems:
             line, column, message = min(analysis.problems)
             raise ExpressionError(f"{message} at line {line}, column {column}")

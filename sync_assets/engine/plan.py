@@ -25,8 +25,15 @@ class SyncPlan:
 
 def plan(project: Project, sync_name: str, full_refresh: bool = False, **options: Any) -> SyncPlan:
     """Inserted, updated, deleted, skipped and errored counts with samples; nothing is written."""
+    # A plan waits for nothing: its writes roll back, and waiting retry.backoffMs between
+    # attempts would only delay the answer (a caller may still pass its own `sleep`).
+    options.setdefault("sleep", _no_wait)
     sync_run = make_run(
         project, sync_name, RunOptions(full_refresh=full_refresh, dry_run=True, **options)
     )
     result = sync_run.execute()
     return SyncPlan(sync_name, result, sync_run.samples)
+
+
+def _no_wait(_seconds: float) -> None:
+    return None

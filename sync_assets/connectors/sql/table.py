@@ -151,8 +151,8 @@ def safe_url(url: str) -> str:
     """The URL as it may be shown: password and secret query values as ***."""
     try:
         parsed = sa.make_url(url)
-    except Exception:  # an unparsable URL is shown by its scheme only
-        return url.split(":", 1)[0] + "://…"
+    except Exception:  # unparsable: nothing of it is shown (it may be a secret misplaced)
+        return "<an unparsable database URL>"
     hidden = {name: "***" for name in parsed.query if _SECRET_PARAM.search(name)}
     shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     return shown.replace("%2A%2A%2A", "***")
@@ -412,6 +412,8 @@ class SqlTransaction:
             # psycopg refuses text holding U+0000 before it reaches the server
             raise BatchRefused("text holds a NUL character (\\x00), which PostgreSQL text "
                                "cannot store") from None
+        if isinstance(exc, OverflowError):  # sqlite3: an integer beyond 64 bits
+            raise BatchRefused(f"a value is out of range for the database: {exc}") from None
         if isinstance(exc, TypeError) and "parameter" in str(exc):
             # a driver that cannot bind a value (PyMySQL: "dict can not be used as
             # parameter") refuses the batch: record by record, only that record fails
