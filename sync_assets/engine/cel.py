@@ -925,7 +925,8 @@ def compile_expression(source: str) -> CelProgram:
         except CELParseError as exc:
             raise ExpressionError(_syntax_message(exc)) from None
         except RecursionError:  # nested deeper than the parser can walk
-            raise ExpressionError("CEL expression is nested too deeply") from None
+            raise ExpressionError("is nested too deeply to compile; write a flatter "
+                                  "expression") from None
         if analysis.problems:
             line, column, message = min(analysis.problems)
             raise ExpressionError(f"{message} at line {line}, column {column}")
