@@ -872,13 +872,16 @@ class SqlTable(Endpoint):
         time columns as Python values (SQLite's driver types refuse text; PostgreSQL would
         parse it anyway), decimals for SQLite's non-numeric columns as text."""
         parsers = self._parsers()
-        if not parsers:
-            return row
-        out = dict(row)
+        out: Record | None = None  # a copy only for a row with a value to convert
         for name, convert in parsers.items():
-            if name in out:
-                out[name] = convert(out[name])
-        return out
+            if name in row:
+                value = row[name]
+                converted = convert(value)
+                if converted is not value:
+                    if out is None:
+                        out = dict(row)
+                    out[name] = converted
+        return row if out is None else out
 
     def update_one(self, conn: Connection, key: Sequence[str], row: Record,
                    expected: Mapping[str, Any] | None = None) -> bool:
