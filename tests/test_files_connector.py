@@ -420,6 +420,114 @@ def test_insert_into_a_folder_writes_part_files_and_a_rerun_writes_none(tmp_path
     assert "takes inserts only" in json.dumps(errors(failed))
 
 
+def lake_project(tmp_path: Path, resource: str, operation: str, batch: int) -> Project:
+    return make_project(
+        tmp_path,
+        {"src": {"type": "sql", "url": f"sqlite:///{tmp_path}/src.db"},
+         "lake": {"type": "files", "url": str(tmp_path / "lake"), "format": "parquet"}},
+        {"name": "out", "source": {"connectorInstanceId": "src", "externalResource": "people"},
+         "destination": {"connectorInstanceId": "lake", "externalResource": resource,
+                         "operation": operation, "matchKey": ["id"],
+                         "mapping": {c: c for c in PERSON_COLUMNS}},
+         "batchSize": batch})
+
+
+def folder_state(folder: Path) -> list[tuple[str, int, int]]:
+    """What a reader listing the folder sees: visible files, their inodes and sizes."""
+    if not folder.exists():
+        return []
+    return sorted((p.name, p.stat().st_ino, p.stat().st_size) for p in folder.iterdir()
+                  if not p.name.startswith("."))
+
+
+def test_a_run_inserting_into_a_folder_writes_one_part_file_named_for_the_run(
+        tmp_path: Path) -> None:
+    seed_people(f"sqlite:///{tmp_path}/src.db", [person(i) for i in range(1, 2501)])
+    proj = lake_project(tmp_path, "events", "insert", 500)
+    seen: list[list[tuple[str, int, int]]] = []
+    result = sync(proj, "out", run_id="run-one",
+                  progress=lambda _p: seen.append(folder_state(tmp_path / "lake" / "events")))
+    assert counts(result) == {"processed": 2500, "inserted": 2500}
+    assert len(seen) == 5 and all(s == [] for s in seen)  # nothing visible until the end
+    parts = sorted((tmp_path / "lake" / "events").iterdir())
+    assert [p.name.endswith("-run-one.parquet") and p.name.startswith("part-")
+            for p in parts] == [True]
+    assert pq.read_table(parts[0]).column("id").to_pylist() == list(range(1, 2501))
+    insert(f"sqlite:///{tmp_path}/src.db", "people", [person(i) for i in range(2501, 2504)])
+    assert counts(sync(proj, "out", run_id="run-two")) == {
+        "processed": 2503, "inserted": 3, "skipped": 2500}
+    names = sorted(p.name for p in (tmp_path / "lake" / "events").iterdir())
+    assert len(names) == 2 and names[1].endswith("-run-two.parquet")
+
+
+def test_an_upsert_rewrites_the_file_once_per_run_and_readers_see_the_old_one_until_then(
+        tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path}/src.db"
+    seed_people(src, [person(i) for i in range(1, 2001)])
+    proj = lake_project(tmp_path, "people.parquet", "upsert", 400)
+    assert counts(sync(proj, "out")) == {"processed": 2000, "inserted": 2000}
+    before = folder_state(tmp_path / "lake")
+    later = T0 + timedelta(days=1)
+    engine = sa.create_engine(src)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE people SET name = 'new ' || id, updated_at = :t "
+                             "WHERE id % 2 = 0"), {"t": later})
+    engine.dispose()
+    seen: list[list[tuple[str, int, int]]] = []
+    result = sync(proj, "out", progress=lambda _p: seen.append(folder_state(tmp_path / "lake")))
+    assert counts(result) == {"processed": 2000, "updated": 1000, "skipped": 1000}
+    assert len(seen) == 5 and all(s == before for s in seen)
+    after = folder_state(tmp_path / "lake")
+    assert len(after) == 1 and after[0][1] != before[0][1]  # one new version, renamed in
+    assert parquet_rows(tmp_path / "lake" / "people.parquet") == [
+        person(i, name=f"new {i}", updated_at=later) if i % 2 == 0 else person(i)
+        for i in range(1, 2001)]
+
+
+def test_a_run_failing_midway_publishes_nothing_and_the_next_run_writes_every_record_once(
+        tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path}/src.db"
+    seed_people(src, [person(i) for i in range(1, 1001)])
+    proj = lake_project(tmp_path, "people.parquet", "upsert", 200)
+    engine = sa.create_engine(src)
+
+    def drop_the_source(progress: Any) -> None:
+        if progress.read == 400:  # the source vanishes after two batches
+            with engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE people RENAME TO gone"))
+
+    failed = sync(proj, "out", progress=drop_the_source)
+    assert status(failed) == "failed"
+    assert counts(failed) == {}  # read and decided, never published: nothing counted
+    assert not (tmp_path / "lake" / "people.parquet").exists()
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE gone RENAME TO people"))
+    engine.dispose()
+    assert counts(sync(proj, "out")) == {"processed": 1000, "inserted": 1000}
+    assert parquet_rows(tmp_path / "lake" / "people.parquet") == [
+        person(i) for i in range(1, 1001)]
+    assert counts(sync(proj, "out")) == {"processed": 1000, "skipped": 1000}
+
+
+def test_a_cancelled_run_publishes_the_batches_it_finished_and_the_next_run_the_rest(
+        tmp_path: Path) -> None:
+    seed_people(f"sqlite:///{tmp_path}/src.db", [person(i) for i in range(1, 1001)])
+    proj = lake_project(tmp_path, "people.parquet", "upsert", 200)
+    stop = threading.Event()
+
+    def after_three(progress: Any) -> None:
+        if progress.read >= 600:
+            stop.set()
+
+    cancelled = sync(proj, "out", cancel=stop, progress=after_three)
+    assert status(cancelled) == "cancelled"
+    assert counts(cancelled) == {"processed": 600, "inserted": 600}
+    assert len(parquet_rows(tmp_path / "lake" / "people.parquet")) == 600
+    assert counts(sync(proj, "out")) == {"processed": 1000, "inserted": 400, "skipped": 600}
+    assert parquet_rows(tmp_path / "lake" / "people.parquet") == [
+        person(i) for i in range(1, 1001)]
+
+
 # -- Parquet on S3 -> PostgreSQL ---------------------------------------------------------------
 def s3_put_parquet(s3: S3, path: str, rows: list[dict[str, Any]]) -> None:
     buffer = io.BytesIO()

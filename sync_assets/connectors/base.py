@@ -148,6 +148,10 @@ class Capabilities:
     idempotent_inserts: bool = False
     #: `write_arrow` inserts Arrow tables in one go (the engine's bulk first loads)
     arrow_writes: bool = False
+    #: between `begin_run` and `end_run`, committed transactions become visible together
+    #: when the run ends (a file rewritten once per run, not once per batch): the engine
+    #: then saves their records' state only after `end_run(commit=True)`
+    publishes_per_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,19 @@ class Endpoint(ABC):
     def write_arrow(self, tx: Any, data: Any) -> bool:
         """Insert an Arrow table in one go where the system can; False: use `write`."""
         return False
+
+    # -- one run's writes, published together (`publishes_per_run`) --------------------------
+    def begin_run(self, run_id: str) -> None:
+        """From now on, committed transactions are kept for `end_run` instead of published
+        one by one. `run_id` names what the run writes (a part file, say)."""
+        return None
+
+    def end_run(self, commit: bool) -> None:
+        """Publish every transaction committed since `begin_run`, at once (`commit`), or
+        drop them all (the run failed: the engine's intent records make the next run write
+        them). A failure to publish raises with nothing of the run visible, and keeps the
+        run's writes: `end_run(commit=True)` may be tried again, until `end_run(False)`."""
+        return None
 
     # -- single guarded writes (two-way syncs) ------------------------------------------------
     def write_one(self, tx: Any, operation: Operation, key: Sequence[str], row: Record,

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..connectors.base import (
     ReadRequest,
+    Record,
 )
 from . import columnar
 from .common import RunFailed
@@ -85,19 +86,39 @@ class Mirror:
         deleted_total = 0
         for chunk in (planned[i : i + 500] for i in range(0, len(planned), 500)):
             values = [tuple(json.loads(k)) for k in chunk]
-            with self._batch_transaction() as (conn, sconn):
-                before = {record_key([r[k] for k in self.key]): r for r in
-                          self.dest.lookup(conn, self.key, values, self.mapper.targets)}
-                deleted = self.dest.write(conn, "delete", self.key, [
-                    dict(zip(self.key, v, strict=True)) for v in values]).written
-                self.state.forget(sconn, chunk)
-                if self.config.effective_audit.trackChanges:
-                    self.state.log_changes(sconn, self.result.run_id, [
-                        ("delete", k, before.get(k), None) for k in chunk])
+            if self._deferred is None:
+                with self._batch_transaction() as (conn, sconn):
+                    before, deleted = self._delete_keys(conn, values)
+                    self._forget_deleted(sconn, chunk, before)
+                self._count_deleted(chunk, before, deleted)
+            else:  # forgotten and counted once the run's publish shows the deletes
+                with self._transaction() as conn:
+                    before, deleted = self._delete_keys(conn, values)
+                self._deferred.append(
+                    lambda sconn, c=chunk, b=before: self._forget_deleted(sconn, c, b))
+                self._deferred.append(
+                    lambda _sconn, c=chunk, b=before, d=deleted: self._count_deleted(c, b, d))
             deleted_total += deleted
-            self.result.deleted += deleted
-            self.result.skipped += len(chunk) - deleted  # already gone from the destination
-            bucket = self.samples.setdefault("delete", [])
-            for row in list(before.values())[: self.options.sample_size - len(bucket)]:
-                bucket.append(row)
         self.result.log("info", f"mirror deleted {deleted_total} records that left the source")
+
+    def _delete_keys(self, conn: Any, values: list[tuple[Any, ...]]
+                     ) -> tuple[dict[str, Record], int]:
+        """Delete these keys' records: what they held before, and how many were deleted."""
+        before = {record_key([r[k] for k in self.key]): r for r in
+                  self.dest.lookup(conn, self.key, values, self.mapper.targets)}
+        deleted = self.dest.write(conn, "delete", self.key, [
+            dict(zip(self.key, v, strict=True)) for v in values]).written
+        return before, deleted
+
+    def _forget_deleted(self, sconn: Any, chunk: list[str], before: dict[str, Record]) -> None:
+        self.state.forget(sconn, chunk)
+        if self.config.effective_audit.trackChanges:
+            self.state.log_changes(sconn, self.result.run_id, [
+                ("delete", k, before.get(k), None) for k in chunk])
+
+    def _count_deleted(self, chunk: list[str], before: dict[str, Record], deleted: int) -> None:
+        self.result.deleted += deleted
+        self.result.skipped += len(chunk) - deleted  # already gone from the destination
+        bucket = self.samples.setdefault("delete", [])
+        for row in list(before.values())[: self.options.sample_size - len(bucket)]:
+            bucket.append(row)

@@ -125,17 +125,18 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         self.mirror = self.op == "sync"
         self.key_unknown = 0
         self.bulk_written = 0
-        try:
-            self._read_and_write(cursor)
-            self._settle_failures(self._request(cursor))
-        finally:  # failures met before a stop are retried by the next run
-            with contextlib.suppress(ConnectorError, TransientError, BatchRefused):
-                self._flush_failures_alone()
+        with self._published_once():
+            try:
+                self._read_and_write(cursor)
+                self._settle_failures(self._request(cursor))
+            finally:  # failures met before a stop are retried by the next run
+                with contextlib.suppress(ConnectorError, TransientError, BatchRefused):
+                    self._flush_failures_alone()
+            if self.op == "sync":
+                self._mirror_deletes()
         if self.bulk_written:
             with self.state_host.transaction() as conn:
                 self.state.analyze(conn)
-        if self.op == "sync":
-            self._mirror_deletes()
         if cfg.effective_audit.trackChanges and not self.options.dry_run:
             # a dry run must not even create the state tables
             with self.state_host.transaction() as conn:

@@ -78,7 +78,8 @@ class Retrying:
         self._flush_failures_alone()
         if request.cursor_field is None or request.lower is None:
             done = [rid for rid in self.failed_before if rid not in self._failed_now]
-            if done and not self.options.dry_run:
+            if done and not self.options.dry_run and not self._after_publish(
+                    lambda sconn: self.state.clear_failed(sconn, done)):
                 with self.state_host.transaction() as sconn:
                     self.state.clear_failed(sconn, done)
             return

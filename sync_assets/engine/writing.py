@@ -4,7 +4,7 @@ it, with state apart), under retry and onSyncError."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +15,7 @@ from ..connectors.base import (
     Refusal,
     TransientError,
 )
+from .common import RunCancelled
 from .deciding import Item
 from .records import record_key, same_values
 
@@ -32,6 +33,71 @@ class Outcome:
 
 class Writing:
     """The write side of SyncRun."""
+
+    #: state steps (and counts) waiting for the destination's publish at the run's end,
+    #: or None where each transaction is visible when it commits
+    _deferred: list[Callable[[Any], None]] | None = None
+
+    @contextmanager
+    def _published_once(self) -> Iterator[None]:
+        """The run's writes, for a destination that publishes them together at its end
+        (`publishes_per_run`, with state apart): each batch's intent records commit as
+        usual, and its remaining state and counts only once `end_run` has made the data
+        visible, so a run stopped before that leaves what the next run re-checks and
+        writes. A cancelled run publishes the batches it finished; a failed one none."""
+        if (not self.dest.capabilities.publishes_per_run or not self.state_apart
+                or self.options.dry_run):
+            yield
+            return
+        self.dest.begin_run(self.result.run_id)
+        self._deferred = []
+        try:
+            yield
+        except RunCancelled:
+            self._publish_run()
+            raise
+        except BaseException:
+            self._deferred = None
+            self.dest.end_run(commit=False)
+            raise
+        self._publish_run()
+
+    def _publish_run(self) -> None:
+        """Publish the run's writes, a passing fault retried as a batch's would be, then
+        save the state and counts that waited for it."""
+        steps, self._deferred = self._deferred or [], None
+        retry = self.config.effective_retry
+        tries = 0
+        while True:
+            try:
+                self.dest.end_run(commit=True)
+                break
+            except TransientError as exc:
+                if tries >= retry.maxAttempts:
+                    self.dest.end_run(commit=False)
+                    raise
+                tries += 1
+                wait_ms = retry.backoffMs
+                if exc.retry_after is not None:
+                    wait_ms = max(wait_ms, round(exc.retry_after * 1000))
+                self.result.log("warn", f"publishing the run's writes failed ({exc}); retry "
+                                        f"{tries} of {retry.maxAttempts} in {wait_ms} ms")
+                self.options.sleep(wait_ms / 1000)
+            except BaseException:
+                self.dest.end_run(commit=False)
+                raise
+        if steps:
+            with self.state_host.transaction() as sconn:
+                for step in steps:
+                    step(sconn)
+
+    def _after_publish(self, step: Callable[[Any], None]) -> bool:
+        """Keep `step` (given the state connection) for after the run's publish; False
+        where writes are visible when they commit, and the caller does it now."""
+        if self._deferred is None:
+            return False
+        self._deferred.append(step)
+        return True
 
     def _write_with_policy(self, items: list[Item], cursor: Any) -> None:
         outcome = self.write_with_policy(
@@ -59,6 +125,8 @@ class Writing:
                      f"{self.dest.display} refused the record: {message}")
 
     def _count(self, outcome: Outcome) -> None:
+        if self._after_publish(lambda _sconn: self._count(outcome)):
+            return
         with self._lock:
             r = self.result
             r.inserted += outcome.inserted
@@ -229,7 +297,8 @@ class Writing:
                 )
             if not self.state_apart:
                 self._save_state(conn, states, known_keys, deletes, out, cursor)
-        if self.state_apart:
+        if self.state_apart and not self._after_publish(
+                lambda sconn: self._save_state(sconn, states, known_keys, deletes, out, cursor)):
             with self._state_conn(conn) as sconn:
                 self._save_state(sconn, states, known_keys, deletes, out, cursor)
         if not self.options.dry_run:

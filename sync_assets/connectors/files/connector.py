@@ -185,6 +185,7 @@ class FilesTable(Endpoint):
         transactional=True, filter_pushdown=True, ordered_reads=False, shards=False,
         native_upsert=True, max_batch_size=None, hosts_state=False, creates_resource=True,
         concurrent_writers=1, idempotent_inserts=False, arrow_writes=False,
+        publishes_per_run=True,
     )
 
     def __init__(self, settings: FilesSettings, resource: str, display: str) -> None:
@@ -215,6 +216,7 @@ class FilesTable(Endpoint):
         # sortable: part files list in the order they were written
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
         self._parts = 0
+        self._run: _RunWrites | None = None  # between begin_run and end_run
         self._schema: pa.Schema | None = None  # the files' schema as read (cached)
         self._lock = threading.Lock()
         if settings.ordered_reads or settings.file_columns:
@@ -701,10 +703,36 @@ class FilesTable(Endpoint):
     # -- write ------------------------------------------------------------------------------
     @contextmanager
     def transaction(self, *, rollback: bool = False) -> Iterator[FileTransaction]:
+        """A transaction's batches, published when it commits, or kept for the run's one
+        publish between `begin_run` and `end_run` (a failed transaction keeps nothing)."""
         tx = FileTransaction()
         yield tx
-        if not rollback and (tx.ops or tx.created):
+        if rollback or not (tx.ops or tx.created):
+            return
+        if self._run is not None:
+            with self._guard("writing"):
+                self._run.add(tx)
+        else:
             self._publish(tx)
+
+    def begin_run(self, run_id: str) -> None:
+        self._run = _RunWrites(self, run_id)
+
+    def end_run(self, commit: bool) -> None:
+        run = self._run
+        if run is None:
+            return
+        if not commit:
+            self._run = None
+            run.discard()
+            return
+        with self._guard("writing"):  # a failure keeps the run's writes for another try
+            run.publish()
+        self._run = None
+        run.discard()
+        self.fs.invalidate_cache()
+        with self._lock:
+            self._schema = None
 
     def create(self, tx: Any, fields: Sequence[FieldInfo], key: Sequence[str]) -> None:
         schema = pa.schema([pa.field(f.name, _KIND_TYPES.get(
@@ -718,11 +746,15 @@ class FilesTable(Endpoint):
             self._publish(FileTransaction(schema=schema, created=True))
 
     def _target_schema(self, tx: FileTransaction) -> pa.Schema:
+        if tx.schema is None and self._run is not None:
+            tx.schema = self._run.schema  # created, or read, earlier in this run
         if tx.schema is None:
             files = self._files()
             if not files:
                 raise ConnectorError(f"{self.display} does not exist")
             tx.schema = self._written_schema(files)
+            if self._run is not None:
+                self._run.schema = tx.schema
         return tx.schema
 
     def _written_schema(self, files: Sequence[FileEntry]) -> pa.Schema:
@@ -856,56 +888,134 @@ class FilesTable(Endpoint):
 
     def _atomic(self, target: str, schema: pa.Schema, tables: Iterator[pa.Table]) -> None:
         """Write `tables` as the file `target`, visible whole or not at all."""
+        staged = self._staged(target, schema)
+        try:
+            for table in tables:
+                staged.write(table)
+            staged.commit()
+        finally:
+            staged.discard()
+
+    def _staged(self, target: str, schema: pa.Schema) -> _Staged:
+        return _Staged(self, target, schema)
+
+
+class _Staged:
+    """A file written beside its target and then made visible whole: renamed over it
+    (local, after an fsync), or uploaded in one PUT / completed multipart upload, which
+    object stores make visible at once or not at all (an upload cut short leaves the old
+    object). Until `commit` nothing a reader lists has changed."""
+
+    def __init__(self, files: FilesTable, target: str, schema: pa.Schema) -> None:
+        self.files, self.target, self.schema = files, target, schema
+        self.rows = 0
         directory, name = posixpath.split(target)
-        if self.local:
+        if files.local:
             os.makedirs(directory, exist_ok=True)
-            for stale in self.fs.glob(f"{directory}/.{name}.tmp-*"):
+            for stale in files.fs.glob(f"{directory}/.{name}.tmp-*"):
                 with suppress(OSError):
                     os.remove(stale)  # left by a run killed mid-write
-            temp = f"{directory}/.{name}.tmp-{uuid.uuid4().hex}"
-            try:
-                self._write_file(temp, schema, tables)
-                with open(temp, "rb+") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(temp, target)
-                # the rename itself must survive a power cut: the state says "written" next
-                folder = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(folder)
-                finally:
-                    os.close(folder)
-            finally:
-                with suppress(FileNotFoundError):
-                    os.remove(temp)
-            return
-        # Object stores: the object appears when its single PUT (or the completion of its
-        # multipart upload) succeeds, so the new version is written here first and then
-        # uploaded over the old one; an upload cut short leaves the old object.
-        handle, temp = tempfile.mkstemp(suffix=WRITE_EXTENSION[self.format])
-        os.close(handle)
-        try:
-            self._write_file(temp, schema, tables)
-            self.fs.put_file(temp, target)
-        finally:
-            with suppress(FileNotFoundError):
-                os.remove(temp)
+            self.temp = f"{directory}/.{name}.tmp-{uuid.uuid4().hex}"
+            open(self.temp, "wb").close()
+        else:
+            handle, self.temp = tempfile.mkstemp(suffix=WRITE_EXTENSION[files.format])
+            os.close(handle)
+        fmt = files.format
+        self._parquet = pq.ParquetWriter(self.temp, schema) if fmt == "parquet" else None
+        self._csv = (pacsv.CSVWriter(self.temp, schema, write_options=pacsv.WriteOptions(
+            delimiter=files.settings.delimiter)) if fmt == "csv" else None)
+        self._jsonl = open(self.temp, "w", encoding="utf-8") if fmt == "jsonl" else None  # noqa: SIM115
 
-    def _write_file(self, path: str, schema: pa.Schema, tables: Iterator[pa.Table]) -> None:
-        if self.format == "parquet":
-            with pq.ParquetWriter(path, schema) as writer:
-                for table in tables:
-                    writer.write_table(table)
-                return
-        if self.format == "csv":
-            options = pacsv.WriteOptions(delimiter=self.settings.delimiter)
-            with pacsv.CSVWriter(path, schema, write_options=options) as csv_writer:
-                for table in tables:
-                    csv_writer.write_table(table)
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self._parquet is not None:
+            self._parquet.write_table(table)
+        elif self._csv is not None:
+            self._csv.write_table(table)
+        elif self._jsonl is not None:
+            for row in table.to_pylist():
+                self._jsonl.write(json.dumps(row, default=_json_value, ensure_ascii=False)
+                                  + "\n")
+
+    def _close(self) -> None:
+        for writer in (self._parquet, self._csv, self._jsonl):
+            if writer is not None:
+                writer.close()
+        self._parquet = self._csv = self._jsonl = None
+
+    def commit(self) -> None:
+        self._close()
+        if not self.files.local:
+            self.files.fs.put_file(self.temp, self.target)
             return
-        with open(path, "w", encoding="utf-8") as out:
-            for table in tables:
-                for row in table.to_pylist():
-                    out.write(json.dumps(row, default=_json_value, ensure_ascii=False) + "\n")
+        with open(self.temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.temp, self.target)
+        # the rename itself must survive a power cut: the state says "written" next
+        folder = os.open(posixpath.dirname(self.target), os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def discard(self) -> None:
+        with suppress(Exception):
+            self._close()
+        with suppress(FileNotFoundError):
+            os.remove(self.temp)
+
+
+class _RunWrites:
+    """What one run has committed to a file target, published by `end_run`: a folder's
+    inserts streamed into the run's one part file as they commit (`part-<time>-<run id>`,
+    so part files list in the order runs wrote them), a file's batches kept as Arrow
+    tables and applied in one rewrite."""
+
+    def __init__(self, files: FilesTable, run_id: str) -> None:
+        self.files = files
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        self.part_name = f"part-{stamp}-{run_id}{WRITE_EXTENSION[files.format]}"
+        self.schema: pa.Schema | None = None
+        self.created = False
+        self.ops: list[tuple[str, tuple[str, ...], pa.Table]] = []
+        self.part: _Staged | None = None
+
+    def add(self, tx: FileTransaction) -> None:
+        if tx.created:
+            self.created = True
+            self.schema = tx.schema
+        elif self.schema is None:
+            self.schema = tx.schema
+        if self.files.single:
+            self.ops.extend(tx.ops)
+            return
+        tables = [t for op, _, t in tx.ops if op == "insert"]
+        schema = self.schema or (tables[0].schema if tables else None)
+        if schema is None:
+            return
+        self.schema = schema
+        if self.part is None and tables:
+            self.part = self.files._staged(f"{self.files.path}/{self.part_name}", schema)
+        for table in tables:
+            assert self.part is not None
+            self.part.write(_full(table, schema))
+
+    def publish(self) -> None:
+        files = self.files
+        if files.single:
+            if self.ops or self.created:
+                files._rewrite(FileTransaction(schema=self.schema if self.created else None,
+                                               ops=self.ops, created=self.created))
+            return
+        if self.part is not None:
+            self.part.commit()
+        elif self.created:  # a created folder with no record yet: an empty part or folder
+            files._write_part(FileTransaction(schema=self.schema, created=True))
+
+    def discard(self) -> None:
+        if self.part is not None:
+            self.part.discard()
+            self.part = None
 
 
 def _csv_convert(types: dict[str, pa.DataType], columns: Sequence[str] | None
