@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,3 +66,36 @@ def s3_server() -> Iterator[S3]:
         yield S3(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+@contextmanager
+def s3_checking_credentials() -> Iterator[str]:
+    """A second moto server, in its own process, that checks every request's credentials
+    as S3 does (moto's IAM enforcement: no request without a known access key): its
+    endpoint. Started per use (about a second)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)

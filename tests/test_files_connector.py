@@ -45,7 +45,7 @@ from sync_assets.state import StateStore
 
 from engine_helpers import counts, create_table, errors, insert, spec, status, update
 from kill_helpers import Pace, kill_one_run
-from s3_server import S3, s3_server  # noqa: F401  (a fixture)
+from s3_server import S3, s3_checking_credentials, s3_server  # noqa: F401  (a fixture)
 
 T0 = datetime(2024, 1, 1, 10, 0, 0)
 WORKER = Path(__file__).with_name("objectstack_crash_worker.py")  # runs any sync of a project
@@ -526,6 +526,83 @@ def test_a_cancelled_run_publishes_the_batches_it_finished_and_the_next_run_the_
     assert counts(sync(proj, "out")) == {"processed": 1000, "inserted": 400, "skipped": 600}
     assert parquet_rows(tmp_path / "lake" / "people.parquet") == [
         person(i) for i in range(1, 1001)]
+
+
+# -- bad input --------------------------------------------------------------------------------
+def file_source_project(tmp_path: Path, lake: Mapping[str, Any], resource: str) -> Project:
+    return make_project(
+        tmp_path,
+        {"lake": {**lake, "key": ["id"]},
+         "db": {"type": "sql", "url": f"sqlite:///{tmp_path}/out.db"}},
+        {"name": "load", "source": {"connectorInstanceId": "lake", "externalResource": resource},
+         "destination": {"connectorInstanceId": "db", "externalResource": "people",
+                         "operation": "upsert", "matchKey": ["id"],
+                         "mapping": {"id": "id", "name": "name"}}})
+
+
+def run_error(result: Any) -> str:
+    assert status(result) == "failed"
+    (error,) = errors(result)
+    return str(error["message"])
+
+
+def test_a_ragged_csv_row_fails_the_run_naming_the_file_and_its_line(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "short.csv").write_text("id,name\n1,a\n2,b,extra\n3,c\n")
+    lines = ["id,name", *(f"{i},n{i}" for i in range(1, 300_000))]
+    lines[80_000] = "80000,x,extra"  # far past the block the types are inferred from
+    (tmp_path / "in" / "long.csv").write_text("\n".join(lines) + "\n")
+    lake = {"type": "files", "url": str(tmp_path / "in")}
+    short = run_error(sync(file_source_project(tmp_path, lake, "short.csv"), "load"))
+    assert short == "lake.short.csv: short.csv line 3: expected 2 columns, got 3: 2,b,extra"
+    long = run_error(sync(file_source_project(tmp_path, lake, "long.csv"), "load"))
+    assert long == "lake.long.csv: long.csv line 80001: expected 2 columns, got 3: 80000,x,extra"
+
+
+def test_an_unreadable_parquet_file_fails_the_run_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "people.parquet").write_bytes(b"id,name\n1,a\n")
+    message = run_error(sync(file_source_project(
+        tmp_path, {"type": "files", "url": str(tmp_path / "in")}, "people.parquet"), "load"))
+    assert message.startswith("lake.people.parquet: people.parquet is not a readable Parquet "
+                              "file: Parquet magic bytes not found")
+
+
+def test_a_glob_matching_no_file_is_a_notice_and_the_run_completes(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    result = sync(file_source_project(
+        tmp_path, {"type": "files", "url": str(tmp_path / "in")}, "exports/*.csv"), "load")
+    assert status(result) == "completed" and counts(result) == {}
+    assert any(f"WARN lake.exports/*.csv: no file matches exports/*.csv under {tmp_path}/in: "
+               "nothing to read, nothing written" in line for line in result.logs)
+    assert not (tmp_path / "out.db").exists() or "people" not in sa.inspect(
+        sa.create_engine(f"sqlite:///{tmp_path}/out.db")).get_table_names()
+
+
+def test_a_missing_bucket_fails_naming_it_for_a_file_and_for_a_glob(
+        tmp_path: Path, s3_server: S3) -> None:  # noqa: F811
+    lake = {"type": "files", "url": "s3://no-such-bucket/crm", "format": "parquet",
+            "storageOptions": s3_server.storage_options()}
+    for resource in ("people.parquet", "people/*.parquet"):
+        message = run_error(sync(file_source_project(tmp_path, lake, resource), "load"))
+        assert message == (f"lake.{resource}: bucket no-such-bucket does not exist (or these "
+                           "credentials cannot see it)")
+
+
+def test_bad_credentials_fail_the_run_and_are_never_printed(tmp_path: Path) -> None:
+    key, secret = "AKIAEXAMPLEWRONGKEY", "wrong-secret-7f3a9c1e"
+    with s3_checking_credentials() as endpoint:
+        lake = {"type": "files", "url": "s3://crm/exports", "format": "parquet",
+                "storageOptions": {"endpoint_url": endpoint, "key": key, "secret": secret,
+                                   "client_kwargs": {"region_name": "us-east-1"}}}
+        result = sync(file_source_project(tmp_path, lake, "people/*.parquet"), "load")
+    message = run_error(result)
+    assert message == (
+        "lake.people/*.parquet: listing files was refused: The AWS Access Key Id you provided "
+        "does not exist in our records. (check the credentials in the connector's "
+        "storageOptions)")
+    text = json.dumps(result.model_dump(mode="json"))
+    assert key not in text and secret not in text and endpoint not in text
 
 
 # -- Parquet on S3 -> PostgreSQL ---------------------------------------------------------------

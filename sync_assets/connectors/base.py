@@ -108,6 +108,9 @@ class Description:
     exists: bool = True
     #: other field sets each of which holds every combination at most once
     unique_keys: tuple[tuple[str, ...], ...] = ()
+    #: for a record set that does not exist: why that only means nothing to read yet (a
+    #: glob matching no file), so a run reads nothing and says this, rather than failing
+    empty_because: str | None = None
 
     def is_unique(self, columns: Sequence[str]) -> bool:
         wanted = set(columns)

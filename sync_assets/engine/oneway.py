@@ -69,6 +69,9 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         self.source = open_endpoint(self.project, cfg.source)
         self.dest = open_endpoint(self.project, cfg.destination)
         sdesc = self.source_desc = self.source.describe()
+        if not sdesc.exists and sdesc.empty_because:
+            self.result.log("warn", f"{sdesc.empty_because}: nothing to read, nothing written")
+            return
         if not sdesc.exists:
             raise ConnectorError(f"source table {self.source.display} does not exist")
         try:

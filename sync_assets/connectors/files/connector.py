@@ -33,10 +33,11 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
@@ -229,12 +230,24 @@ class FilesTable(Endpoint):
         return message
 
     def _error(self, exc: BaseException, doing: str) -> ConnectorError:
+        plain = _plain_arrow_error(exc, self.format, self._name_of)
+        if plain is not None:
+            return ConnectorError(self._redact(f"{self.display}: {plain}"))
+        if isinstance(exc, PermissionError):
+            return ConnectorError(self._redact(
+                f"{self.display}: {doing} was refused: {exc} (check the credentials in the "
+                "connector's storageOptions)"))
         text = self._redact(f"{self.display}: {doing} failed: {type(exc).__name__}: {exc}")
         name = type(exc).__name__
         if isinstance(exc, ConnectionError | TimeoutError) or any(
                 w in name for w in ("Timeout", "EndpointConnection", "Throttl", "SlowDown")):
             return TransientError(text)
         return ConnectorError(text)
+
+    def _name_of(self, path: str) -> str:
+        """A file's name as users wrote it: relative to the connector's url."""
+        root = self.root if self.local else self.root.split("://")[-1]
+        return path[len(root):].lstrip("/") if path.startswith(root + "/") else path
 
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
@@ -277,6 +290,12 @@ class FilesTable(Endpoint):
                     continue
                 out.append(FileEntry(path, name, int(info.get("size") or 0),
                                      _modified(self.fs, path, info)))
+            if not out and not self.local:
+                bucket = self.root.split("/", 1)[0]
+                if bucket and not self.fs.exists(bucket):
+                    raise ConnectorError(self._redact(
+                        f"{self.display}: bucket {bucket} does not exist (or these "
+                        "credentials cannot see it)"))
             return out
 
     def _arrow_fs(self) -> pafs.FileSystem:
@@ -327,7 +346,9 @@ class FilesTable(Endpoint):
     def describe(self, *, refresh: bool = False) -> Description:
         files = self._files()
         if not files:
-            return Description(fields={}, exists=False)
+            return Description(fields={}, exists=False, empty_because=(
+                f"{self.display}: no file matches {self.resource} under {self.settings.url}"
+                if self.glob else None))
         schema = self._read_schema(files, refresh=True)
         key = tuple(self.settings.key)
         fields: dict[str, FieldInfo] = {}
@@ -400,10 +421,18 @@ class FilesTable(Endpoint):
                     batch_size=_SCAN_BATCH, row_groups=groups,
                     columns=list(columns) if columns is not None else None)
             elif self.format == "csv":
+                ragged: list[Any] = []
+
+                def refuse(row: Any) -> str:
+                    ragged.append(row)
+                    return "error"
+
                 stream = pacsv.open_csv(
                     handle, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
-                    parse_options=pacsv.ParseOptions(delimiter=self.settings.delimiter),
+                    parse_options=pacsv.ParseOptions(delimiter=self.settings.delimiter,
+                                                     invalid_row_handler=refuse),
                     convert_options=_csv_convert({f.name: f.type for f in schema}, columns))
+                stream = self._ragged_named(stream, entry, ragged)
             else:
                 stream = pajson.open_json(
                     handle, read_options=pajson.ReadOptions(block_size=_CSV_BLOCK),
@@ -414,6 +443,31 @@ class FilesTable(Endpoint):
                 if columns is not None and self.format == "jsonl":
                     table = table.select(list(columns))
                 yield table
+
+    def _ragged_named(self, stream: Iterator[Any], entry: FileEntry, ragged: list[Any]
+                      ) -> Iterator[Any]:
+        """The CSV stream, a ragged row failing it with the file's name and the row's line
+        (Arrow's streaming reader knows the row's text but not its number: the line is
+        found by reading the file again, which only a failing read pays for)."""
+        try:
+            yield from stream
+        except pa.ArrowInvalid:
+            if not ragged:
+                raise
+            row = ragged[0]
+            line = self._line_of(entry, row.text)
+            where = f"line {line}" if line else "a row"
+            raise ConnectorError(self._redact(
+                f"{self.display}: {entry.name} {where}: expected {row.expected_columns} "
+                f"columns, got {row.actual_columns}: {_shortened(row.text)}")) from None
+
+    def _line_of(self, entry: FileEntry, text: str) -> int | None:
+        wanted = text.encode("utf-8", "surrogateescape")
+        with suppress(OSError), self._opened(entry) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.rstrip(b"\r\n") == wanted:
+                    return number
+        return None
 
     def _cast(self, table: pa.Table, schema: pa.Schema) -> pa.Table:
         columns = []
@@ -1016,6 +1070,37 @@ class _RunWrites:
         if self.part is not None:
             self.part.discard()
             self.part = None
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_ROW_ERROR = re.compile(r"CSV parse error: Row #(\d+): (.*)", re.S)
+_UNREADABLE = re.compile(r"Could not open (?:Parquet|CSV|JSON) input source '([^']*)': (.*)",
+                         re.S)
+
+
+def _plain_arrow_error(exc: BaseException, fmt: str, name_of: Callable[[str], str]
+                       ) -> str | None:
+    """What an Arrow failure to read a file means, in a sentence naming the file and, for
+    a ragged CSV row, its line (Arrow counts the header as row 1, as an editor does)."""
+    if not isinstance(exc, pa.ArrowException):
+        return None
+    text = str(exc)
+    path = re.search(r"Could not read schema from '([^']*)'", text)
+    name = name_of(path.group(1)) if path else None
+    row = _ROW_ERROR.search(text)
+    if row:
+        where = f"{name} line {row.group(1)}" if name else f"line {row.group(1)}"
+        detail = row.group(2).strip()
+        return f"{where}: {_shortened(detail[:1].lower() + detail[1:])}"
+    unreadable = _UNREADABLE.search(text)
+    if unreadable:
+        label = {"parquet": "Parquet", "csv": "CSV", "jsonl": "JSON Lines"}[fmt]
+        return (f"{name_of(unreadable.group(1))} is not a readable {label} file: "
+                f"{_shortened(unreadable.group(2).strip())}")
+    return None
 
 
 def _csv_convert(types: dict[str, pa.DataType], columns: Sequence[str] | None
