@@ -1418,6 +1418,21 @@ def test_two_source_records_with_one_match_key_are_a_duplicate_key_error(
         ("p4@example.com", "name 4")]
 
 
+def test_a_repeated_match_key_in_a_source_without_a_key_is_a_duplicate_key_error(
+        tmp_path: Path, backend: Urls) -> None:
+    os_url, wh_url = backend
+    create_table(os_url, "visit", [sa.Column("email", sa.Text), sa.Column("name", sa.Text)],
+                 [{"email": "a@x.io", "name": "first"}, {"email": "b@x.io", "name": "b"},
+                  {"email": "a@x.io", "name": "second"}])
+    proj = project(tmp_path, backend, to_warehouse(
+        "visits", "visit", "visits", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], batchSize=1))  # the repeat comes in a later page
+    result = sync(proj, "visits")
+    assert counts(result) == {"processed": 3, "inserted": 2, "errored": 1}
+    assert [(e["recordId"], e["code"]) for e in errors(result)] == [("a@x.io", "DUPLICATE_KEY")]
+    assert rows(wh_url, "visits", "email") == [("a@x.io", "first"), ("b@x.io", "b")]
+
+
 def test_text_with_a_nul_character_is_refused_per_record_by_postgresql(
         tmp_path: Path, pg_url_2: str) -> None:
     os_url = f"sqlite:///{tmp_path}/os.db"

@@ -6,6 +6,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from .asset_source.settings import TYPE_NAME as ASSET_SOURCE_TYPE
+from .asset_source.settings import AssetSourceSettings, asset_key_parts
+from .asset_source.settings import kinds as asset_source_kinds
 from .base import ConnectorType
 from .files.settings import FilesSettings
 from .files.settings import kinds as files_kinds
@@ -93,5 +96,17 @@ FILES = ConnectorType(
     asset_key=file_asset_key,
 )
 
+DAGSTER_ASSET = ConnectorType(
+    name=ASSET_SOURCE_TYPE,
+    settings=AssetSourceSettings,
+    open=_opener(".asset_source.connector", "open_asset_source"),
+    kinds=asset_source_kinds,
+    summary="the output of an upstream Dagster asset (a pandas DataFrame or an Arrow table), "
+            "read only, inside Dagster (key)",
+    resource_hint="the upstream asset's key path (e.g. analytics/churn_scores)",
+    # the asset's own key: the Dagster layer keys this source by it, without the instance id
+    asset_key=asset_key_parts,
+)
+
 #: registered by registry.py before any plugin (a plugin may replace one by its name)
-BUILTIN = (SQL, MEMORY, OBJECTSTACK, FILES)
+BUILTIN = (SQL, MEMORY, OBJECTSTACK, FILES, DAGSTER_ASSET)

@@ -34,6 +34,8 @@ class Deciding:
     #: the first record read with each match key in this run, where the source could hold
     #: a key twice (None where it cannot: its key columns are unique there)
     run_keys: dict[str, str] | None = None
+    #: the source has no primary key: its records are identified by the match key
+    source_keyless: bool = False
 
     def _record_id(self, row: Record) -> str:
         values = [row.get(k) for k in self.source_id]
@@ -90,17 +92,24 @@ class Deciding:
                 request.cursor_field is not None and request.lower is not None
                 and plain(row.get(CURSOR_COLUMN)) == plain(request.lower)
             )
-            first = by_key[key].record_id if key in by_key else None
-            if first is None and self.run_keys is not None:
-                first = self.run_keys.setdefault(key, rid)
-            if first is not None and first != rid:
-                # two source records, one destination record: the first wins, in a page or
-                # across pages (a record read twice, at a cursor boundary, is no duplicate)
+            # Two source records, one destination record: the first wins, in a page or
+            # across pages. A record read twice (at a cursor boundary) is no duplicate, but
+            # where the source has no key of its own the match key is its record id, and a
+            # repeat is then always a second record.
+            first: str | None = None
+            if key in by_key:
+                first = by_key[key].record_id
+            elif self.run_keys is not None:
+                first = self.run_keys.get(key)
+                if first is None:
+                    self.run_keys[key] = rid
+            if first is not None and (first != rid or self.source_keyless):
                 self.result.errored += 1
+                what = (f"record {first}" if first != rid else
+                        "a record read earlier (the source has no key of its own)")
                 self.result.error(
-                    f"match key {key} is also the key of record {first}; only "
-                    "the first is written", record_id=rid, field_name=key_fields[0],
-                    code="DUPLICATE_KEY")
+                    f"match key {key} is also the key of {what}; only the first is written",
+                    record_id=rid, field_name=key_fields[0], code="DUPLICATE_KEY")
                 continue
             by_key[key] = Item(rid, key, key_values, mapped, "", at_boundary,
                                tuple(row.get(k) for k in self.source_id))

@@ -83,6 +83,7 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         except (FieldError, ExpressionError) as exc:
             raise RunFailed(str(exc), code="CONFIG") from None
         self.op = cfg.destination.operation
+        self.source_keyless = not sdesc.primary_key
         self.source_id = list(sdesc.primary_key) or self._source_key_fallback()
         ddesc = self.dest.describe()
         self.dest_exists = ddesc.exists

@@ -16,10 +16,12 @@ from typing import Any
 
 import dagster as dg
 
+from ..connectors.asset_source import provide
 from ..engine import RunOptions, make_run, plan
 from ..engine.observe import destination_row_count, written_columns
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
+from .asset_inputs import INPUT_NAME, asset_source, source_tables
 from .notify import SmtpNotifier, failure_notice
 from .translator import SyncTranslator
 
@@ -203,6 +205,10 @@ def build_sync_asset(
             description="No conflict is left open (conflictResolution manual leaves records "
             "changed on both sides unsynced until one side changes again).",
         ))
+    # A source that is an upstream asset's output comes in as a real input: loaded through
+    # that asset's IO manager, and provided to the engine for the one run.
+    source = asset_source(project, sync, translator)
+    ins = {INPUT_NAME: dg.AssetIn(key=source.key)} if source is not None else {}
 
     @dg.multi_asset(
         name=op_name(sync),
@@ -216,24 +222,28 @@ def build_sync_asset(
         # sync overlap however they were launched (a job, a schedule, or the asset graph)
         pool=f"sync__{sync.name}",
         required_resource_keys={NOTIFIER_KEY},
+        ins=ins,
     )
     def _sync_asset(
-        context: dg.AssetExecutionContext, config: SyncRunConfig
+        context: dg.AssetExecutionContext, config: SyncRunConfig, **inputs: Any
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         options = run_options(context, full_refresh=config.full_refresh,
                               allow_mass_delete=config.allow_mass_delete)
+        tables = source_tables(context, sync, source, inputs)
         if config.dry_run or context.run.tags.get(DRY_RUN_TAG, "").lower() in _TRUE:
             if not one_way:
                 raise dg.Failure(description=f"sync {sync.name} is two-way, and a Dagster run "
                                  "of it materializes both sides: see what it would do with "
                                  f"`sync-assets plan PROJECT --sync {sync.name}`")
-            dry_run(context, project, sync, spec.key, options)
+            with provide(tables):
+                dry_run(context, project, sync, spec.key, options)
             return
         context.log.info(
             f"running sync {sync.name}" + (" (full refresh)" if options.full_refresh else "")
         )
-        sync_run = make_run(project, sync.name, options)
-        spec_dict = sync_run.execute().to_spec()
+        with provide(tables):  # the upstream asset's value, for this run only
+            sync_run = make_run(project, sync.name, options)
+            spec_dict = sync_run.execute().to_spec()
         report(context, sync, spec_dict, f"sync {sync.name}")
         cursor = sync_run.result.cursor
         meta = result_metadata(spec_dict, row_count(context, project, sync),

@@ -63,3 +63,30 @@ def build_realtime_sensor(
         return dg.RunRequest(tags={SYNC_TAG: name, "sync_assets/change_token": token[:200]})
 
     return _realtime
+
+
+def build_upstream_sensor(
+    sync: SyncDefinition, job: dg.UnresolvedAssetJobDefinition, upstream: dg.AssetKey,
+    interval_seconds: int,
+) -> dg.SensorDefinition | None:
+    """`realtime` for a sync from an upstream asset's output: a run after each new
+    materialization of that asset (its value is what the sync reads)."""
+    if sync.config.syncMode != "realtime":
+        return None
+    name = sync.name
+
+    @dg.asset_sensor(
+        asset_key=upstream,
+        name=f"sync__{name}__realtime",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=(dg.DefaultSensorStatus.RUNNING if sync.config.enabled
+                        else dg.DefaultSensorStatus.STOPPED),
+        description=f"Runs {name} after each materialization of "
+                    f"{upstream.to_user_string()}",
+    )
+    def _on_upstream(context: dg.SensorEvaluationContext,
+                     event: dg.EventLogEntry) -> dg.RunRequest:
+        return dg.RunRequest(run_key=context.cursor, tags={SYNC_TAG: name})
+
+    return _on_upstream

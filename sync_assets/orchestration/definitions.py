@@ -9,8 +9,9 @@ from pathlib import Path
 import dagster as dg
 
 from ..project import Project, SyncDefinition, load_project
+from .asset_inputs import asset_source, check_asset_source
 from .assets import NOTIFIER_KEY, build_sync_asset
-from .automation import build_job, build_realtime_sensor, build_schedule
+from .automation import build_job, build_realtime_sensor, build_schedule, build_upstream_sensor
 from .notify import SmtpNotifier
 from .shards import build_sharded_sync_asset
 from .translator import SyncTranslator
@@ -30,7 +31,9 @@ def build_definitions(
 ) -> dg.Definitions:
     """Assets, checks, jobs, schedules and sensors for every sync of a project, and an
     external asset (an AssetSpec) for each record set the syncs read that none of them
-    writes, so the lineage shows where each sync's data comes from.
+    writes, so the lineage shows where each sync's data comes from. A sync whose source is
+    an upstream asset's output (`type: dagster_asset`) takes that asset as an input instead:
+    the asset is yours (in `with_definitions`, or merged in later), and none is declared.
 
     `shards` splits named syncs into that many parallel shards (`orchestration/shards.py`).
     `with_definitions`: your own definitions, merged in; an asset of yours with a source's
@@ -51,6 +54,8 @@ def build_definitions(
     owners: dict[dg.AssetKey, str] = {}
     for sync in project.syncs.values():
         count = shards.get(sync.name, 1)
+        check_asset_source(project, sync, count)
+        upstream = asset_source(project, sync, translator)
         assets_def = (build_sharded_sync_asset(project, sync, translator, count) if count != 1
                       else build_sync_asset(project, sync, translator))
         for key in assets_def.keys:
@@ -66,13 +71,18 @@ def build_definitions(
         jobs.append(job)
         if (schedule := build_schedule(sync, job, timezone)) is not None:
             schedules.append(schedule)
-        if (sensor := build_realtime_sensor(project, sync, job, sensor_interval_seconds)):
+        sensor = (build_realtime_sensor(project, sync, job, sensor_interval_seconds)
+                  if upstream is None else
+                  build_upstream_sensor(sync, job, upstream.key, sensor_interval_seconds))
+        if sensor is not None:
             sensors.append(sensor)
     provided = set(owners)
     if with_definitions is not None:
         provided |= set(with_definitions.resolve_asset_graph().get_all_asset_keys())
     readers: dict[dg.AssetKey, list[SyncDefinition]] = {}
     for sync in project.syncs.values():
+        if asset_source(project, sync, translator) is not None:
+            continue  # an upstream asset's output: the user's own asset has that key
         key = translator.get_source_key(sync)
         if key not in provided:
             readers.setdefault(key, []).append(sync)

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from croniter import croniter
 
+from ..connectors.asset_source import AssetSourceSettings, asset_key_parts, asset_path
 from ..connectors.registry import connector_type
 from ..engine.direction import flows
 from ..engine.mapping import declared_kind
@@ -36,6 +37,9 @@ class SyncTranslator:
         resource = endpoint.externalResource or ""
         instance = endpoint.connectorInstanceId or "external"
         conn = self.project.connectors.get(instance)
+        if isinstance(conn, AssetSourceSettings):
+            # an upstream asset's output: that asset's own key, which the user's asset has
+            return dg.AssetKey(asset_key_parts(resource))
         parts = (connector_type(getattr(conn, "type", "")).asset_key(resource)
                  if conn is not None else resource.split("."))
         return dg.AssetKey([instance, *parts])
@@ -66,6 +70,9 @@ class SyncTranslator:
         return connector_type(getattr(conn, "type", "")).kinds(conn) if conn is not None else set()
 
     def _endpoint_text(self, endpoint: DataSourceConfig | DataDestinationConfig) -> str:
+        if isinstance(self.project.connectors.get(endpoint.connectorInstanceId or ""),
+                      AssetSourceSettings):
+            return f"the output of asset `{asset_path(endpoint.externalResource or '')}`"
         name = (f"objectstack.{endpoint.object}" if endpoint.object is not None
                 else f"{endpoint.connectorInstanceId}.{endpoint.externalResource}")
         kinds = ", ".join(sorted(self._endpoint_kinds(endpoint)))

@@ -625,6 +625,9 @@ class SqlTable(Endpoint):
         another way (connectors/arrow.py: as an Arrow table); when it returns None the page
         is read as records."""
         after = request.after
+        if not self._order_is_unique(request):
+            yield from self._streamed(request)
+            return
 
         def read_page(conn: Connection) -> Any:
             page = fetch(conn, stmt) if fetch is not None else None
@@ -646,6 +649,32 @@ class SqlTable(Endpoint):
             last = (page[-1] if isinstance(page, list)
                     else {c: page.column(c)[size - 1].as_py() for c in page.column_names})
             after = self.position(last, request)
+
+    def _order_is_unique(self, request: ReadRequest) -> bool:
+        """Whether no two rows share a position in the request's order, so pages can start
+        after the last row of the previous one (keyset paging)."""
+        columns = [c for c in request.order_by if c != request.cursor_field]
+        desc = self.describe()
+        return not desc.exists or desc.is_unique(columns) or any(
+            set(k) <= set(columns) for k in (desc.primary_key, *desc.unique_keys) if k)
+
+    def _streamed(self, request: ReadRequest) -> Iterator[list[Record]]:
+        """Pages of one ordered query, streamed: where the order is not unique (a table or
+        view without a key, read in match key order), a page starting after the last row
+        of the one before would skip the rows that share its position."""
+        stmt = self.page_statement(request, None).limit(None)
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(
+                    stream_results=True, max_row_buffer=max(1, request.batch_size)
+                ).execute(stmt)
+                names = list(result.keys())
+                for rows in result.partitions(max(1, request.batch_size)):
+                    yield [dict(zip(names, r, strict=True)) for r in rows]
+        except DBAPIError as exc:
+            raise self.error(exc, "reading") from None
+        except StatementError as exc:
+            raise self.error(exc, "reading") from None
 
     def lookup_table(self, table: str, key_field: str, value_field: str) -> dict[Any, Any]:
         """A whole key -> value table from the same database (for `lookup` transforms)."""
