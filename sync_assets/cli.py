@@ -17,7 +17,9 @@ from typing import Any, TextIO
 
 from .connectors.base import ConnectorError
 from .project import Project, load_project
+from .project.yaml_lines import line_of
 from .spec import SyncConfigError
+from .spec.errors import Problem
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -27,8 +29,69 @@ def _schedule_text(project: Project, name: str) -> str:
     return schedule.source or "(ast)" if schedule is not None else "-"
 
 
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {"file": problem.file, "line": problem.line, "path": problem.path,
+            "message": problem.message}
+
+
+#: characters json.dumps leaves as they are that a terminal may act on: written as \u escapes
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+def _write_json(out: TextIO, data: Any) -> None:
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    out.write(text.translate(_JSON_ESCAPES) + "\n")
+
+
+def _problems_text(problems: Sequence[Problem]) -> str:
+    n = len(problems)
+    return "".join(f"{p}\n" for p in problems) + f"{n} problem{'s' if n != 1 else ''} found\n"
+
+
+def _sync_json(project: Project, name: str) -> dict[str, Any]:
+    sync = project.syncs[name]
+    c = sync.config
+    schedule = c.schedule.source if c.schedule is not None else None
+    return {"name": name, "file": sync.shown or str(sync.file),
+            "line": line_of(sync.lines, sync.prefix), "direction": c.direction,
+            "syncMode": c.syncMode, "operation": c.destination.operation,
+            "schedule": schedule, "enabled": c.enabled}
+
+
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
-    project = load_project(args.paths)
+    try:
+        project = load_project(args.paths)
+    except SyncConfigError as exc:
+        if not args.json:
+            raise
+        _write_json(out, {"ok": False, "problems": [_problem_json(p) for p in exc.problems],
+                          "syncs": [], "notices": [], "errors": []})
+        return EXIT_CONFIG
+    notices = list(project.notices)
+    problems: list[Problem] = []
+    errors: list[Problem] = []
+    described = 0
+    if args.connect:
+        from .project.live import check_live
+
+        live = check_live(project)
+        problems, errors, described = live.problems, live.unreachable, live.described
+        notices += live.notices
+    code = EXIT_CONFIG if problems else EXIT_RUN_FAILED if errors else EXIT_OK
+    if args.json:
+        _write_json(out, {
+            "ok": code == EXIT_OK, "problems": [_problem_json(p) for p in problems],
+            "syncs": [_sync_json(project, n) for n in sorted(project.syncs)],
+            "notices": [_problem_json(p) for p in notices],
+            "errors": [_problem_json(p) for p in errors],
+        })
+        return code
+    if code != EXIT_OK:
+        for error in errors:
+            sys.stderr.write(f"error: {error}\n")
+        if problems:
+            sys.stderr.write(_problems_text(problems))
+        return code
     rows = [("SYNC", "DIRECTION", "MODE", "OPERATION", "SCHEDULE")]
     for name, sync in sorted(project.syncs.items()):
         c = sync.config
@@ -40,7 +103,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
     n = len(project.syncs)
     out.write(f"{n} sync{'s' if n != 1 else ''} valid\n")
-    for notice in project.notices:
+    if args.connect:
+        out.write(f"fields checked against {described} live record "
+                  f"set{'s' if described != 1 else ''}\n")
+    for notice in notices:
         out.write(f"notice: {notice}\n")
     return EXIT_OK
 
@@ -73,21 +139,36 @@ def _plan_line(stats: dict[str, int]) -> str:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import plan
 
-    project = load_project(args.project)
+    try:
+        project = load_project(args.project)
+        project.sync(args.sync)
+    except SyncConfigError as exc:
+        if not args.json:
+            raise
+        _write_json(out, {"ok": False, "problems": [_problem_json(p) for p in exc.problems]})
+        return EXIT_CONFIG
     # A plan does not wait between retries: its writes are rolled back, a refused batch is
     # refused again at once, and waiting `retry.backoffMs` (30 s by default) per attempt would
     # only delay the answer.
     the_plan = plan(project, args.sync, full_refresh=args.full_refresh, sleep=_no_wait)
     spec = the_plan.result.to_spec()
+    code = EXIT_OK if spec["status"] == "completed" else EXIT_RUN_FAILED
+    samples = {action: the_plan.samples.get(action, []) for action in ("insert", "update",
+                                                                        "delete")}
+    if args.json:
+        _write_json(out, {"ok": code == EXIT_OK, "sync": args.sync, "status": spec["status"],
+                          "stats": spec.get("stats", {}), "samples": samples,
+                          "errors": spec.get("errors", [])})
+        return code
     out.write(f"plan for {args.sync} (nothing written)\n")
     out.write(f"  would process {_plan_line(spec.get('stats', {}))}\n")
-    for action in ("insert", "update", "delete"):
-        for record in the_plan.samples.get(action, []):
+    for action, records in samples.items():
+        for record in records:
             shown = json.dumps(record, default=str, ensure_ascii=False)
             out.write(f"  {action:<6} {shown}\n")
     for error in spec.get("errors", []):
         out.write(f"  error  {_error_line(error)}\n")
-    return EXIT_OK if spec["status"] == "completed" else EXIT_RUN_FAILED
+    return code
 
 
 def _no_wait(_seconds: float) -> None:
@@ -216,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("validate", help="check project files and list their syncs")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a project file or folder")
+    p.add_argument("--connect", action="store_true",
+                   help="also check field names against the live systems (reads their "
+                        "schemas, writes nothing)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object on stdout")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", help="print the JSON Schema of a sync config")
     p.add_argument(
@@ -227,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", nargs="+", metavar="PROJECT", help="a project file or folder")
     p.add_argument("--sync", required=True, help="the sync to plan")
     p.add_argument("--full-refresh", action="store_true", help="plan a full refresh")
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as one JSON object on stdout")
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("run", help="run syncs and report their results")
     p.add_argument("project", nargs="+", metavar="PROJECT", help="a project file or folder")
@@ -262,8 +350,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_RUN_FAILED
     except SyncConfigError as exc:
-        n = len(exc.problems)
-        sys.stderr.write(f"{exc}\n{n} problem{'s' if n != 1 else ''} found\n")
+        sys.stderr.write(_problems_text(exc.problems))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         sys.stderr.write("interrupted at once (a second signal): what was committed before "

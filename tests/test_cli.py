@@ -453,3 +453,336 @@ def test_plan_into_a_schema_that_does_not_exist_is_one_line_and_exit_1(tmp_path:
     (line,) = [s for s in result.stdout.splitlines() if s.startswith("  error  ")]
     assert line.startswith("  error  [CONNECTOR_ERROR] ") and "unknown database" in line
     assert "nosuch" in line
+
+
+# -- validate: every problem at once, --json, --connect (#14) -------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], cwd: Path, *args: str) -> tuple[int, str, str]:
+    """`sync-assets ARGS` in process, run in `cwd`: (exit code, stdout, stderr)."""
+    from sync_assets.cli import main
+
+    with pytest.MonkeyPatch.context() as env:
+        env.chdir(cwd)
+        code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+THREE_MISTAKES = """\
+syncs:
+  - name: contacts
+    source: {object: contact}
+    destination: {object: lead, operation: upsert, matchKey: [email]}
+    colour: blue
+  - name: orders
+    source: {object: order}
+    destination: {object: order_copy, operation: mirror}
+  - name: accounts
+    source: {object: account}
+    destination: {object: account_copy, operation: upsert, mapping: {email: mail},
+                  matchKey: [emial]}
+"""
+
+
+def test_validate_reports_schema_and_semantic_problems_of_every_sync_at_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text(THREE_MISTAKES)
+    assert cli(capsys, tmp_path, "validate", "p.yaml") == (2, "", (
+        "p.yaml:5: syncs[0].colour: is not a protocol key (the official parser would drop it "
+        "silently, so it is refused); keys here: name, label, description, source, "
+        "destination, direction, syncMode, conflictResolution, schedule, enabled, "
+        "changeTrackingField, batchSize, retry, validation, errorHandling, optimization, "
+        "audit, tags, metadata\n"
+        "p.yaml:8: syncs[1].destination.operation: must be one of insert, update, upsert, "
+        "delete, sync (got 'mirror')\n"
+        "p.yaml:12: syncs[2].destination.matchKey[0]: 'emial' is not a mapped field; use a "
+        "source field or a destination field of the mapping (mail)\n"
+        "3 problems found\n"))
+
+
+PROTOCOL_PAGE_EXAMPLE = """\
+name: salesforce_contact_sync
+label: Salesforce Contact Sync
+source:
+  object: contact
+  filters: {status: active}
+destination:
+  connector: salesforce
+  operation: upsert_contact
+  mapping: {first_name: FirstName, last_name: LastName, email: Email}
+syncMode: incremental
+schedule: '0 * * * *'
+"""
+
+
+def test_validate_of_the_protocol_pages_example_names_connector_and_operation_at_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "contact_sync.yaml").write_text(PROTOCOL_PAGE_EXAMPLE)
+    assert cli(capsys, tmp_path, "validate", "contact_sync.yaml") == (2, "", (
+        "contact_sync.yaml:7: destination.connector: is not a protocol key: the official "
+        "parser drops it, leaving the destination without a system, so it is refused; write "
+        "destination: {connectorInstanceId: salesforce, externalResource: <table or object>} "
+        "with salesforce defined under `connectors:` (like salesforce: {type: sql, url: "
+        "...}), or destination: {object: <name>} for an ObjectStack object\n"
+        "contact_sync.yaml:8: destination.operation: must be one of insert, update, upsert, "
+        "delete, sync (got 'upsert_contact')\n"
+        "2 problems found\n"))
+
+
+def test_the_protocol_pages_example_corrected_as_the_message_says_is_valid(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corrected = PROTOCOL_PAGE_EXAMPLE.replace(
+        "  connector: salesforce\n  operation: upsert_contact\n",
+        "  connectorInstanceId: salesforce\n  externalResource: Contact\n"
+        "  operation: upsert\n  matchKey: [email]\n")
+    (tmp_path / "contact_sync.yaml").write_text(corrected)
+    (tmp_path / "connectors.yaml").write_text(
+        "connectors:\n  salesforce: {type: sql, url: 'sqlite:///crm.db'}\n")
+    code, out, err = cli(capsys, tmp_path, "validate", ".")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "1 sync valid"
+
+
+def test_validate_json_lists_the_syncs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    (tmp_path / "project.yaml").write_text(PROJECT)
+    code, out, err = cli(capsys, tmp_path, "validate", "project.yaml", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "ok": True, "problems": [], "notices": [], "errors": [],
+        "syncs": [
+            {"name": "contact_to_warehouse", "file": "project.yaml", "line": 4,
+             "direction": "push", "syncMode": "incremental", "operation": "upsert",
+             "schedule": "0 * * * *", "enabled": True},
+            {"name": "order_mirror", "file": "project.yaml", "line": 9, "direction": "push",
+             "syncMode": "full", "operation": "sync", "schedule": None, "enabled": True},
+        ],
+    }
+
+
+def test_validate_json_lists_every_problem_and_exits_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text(THREE_MISTAKES)
+    code, out, err = cli(capsys, tmp_path, "validate", "p.yaml", "--json")
+    assert (code, err) == (2, "")
+    result = json.loads(out)
+    assert (result["ok"], result["syncs"]) == (False, [])
+    assert [(p["file"], p["line"], p["path"]) for p in result["problems"]] == [
+        ("p.yaml", 5, "syncs[0].colour"), ("p.yaml", 8, "syncs[1].destination.operation"),
+        ("p.yaml", 12, "syncs[2].destination.matchKey[0]")]
+    assert result["problems"][1]["message"] == (
+        "must be one of insert, update, upsert, delete, sync (got 'mirror')")
+
+
+def test_plan_json_shows_counts_samples_and_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = seeded_project(tmp_path)
+    code, out, err = cli(capsys, project, "plan", ".", "--sync", "contacts", "--json")
+    assert (code, err) == (1, "")  # one record fails its cast: the plan is partial
+    assert json.loads(out) == {
+        "ok": False, "sync": "contacts", "status": "partial",
+        "stats": {"recordsProcessed": 3, "recordsInserted": 2, "recordsUpdated": 0,
+                  "recordsDeleted": 0, "recordsSkipped": 0, "recordsErrored": 1,
+                  "conflictsDetected": 0, "conflictsResolved": 0},
+        "samples": {"insert": [{"email": "ada@x.io", "score": 10},
+                               {"email": "grace@x.io", "score": 7.5}],
+                    "update": [], "delete": []},
+        "errors": [{"recordId": "2", "field": "score", "message": "cannot cast 'n/a' to "
+                    "number", "code": "CAST_ERROR"}],
+    }
+
+
+def test_plan_json_of_a_config_error_lists_its_problems_and_exits_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = seeded_project(tmp_path)
+    code, out, err = cli(capsys, project, "plan", ".", "--sync", "nope", "--json")
+    assert (code, err) == (2, "")
+    assert json.loads(out) == {"ok": False, "problems": [
+        {"file": None, "line": None, "path": "--sync",
+         "message": f"no sync named 'nope' in {project.resolve()}; syncs: contacts"}]}
+
+
+def connect_project(tmp_path: Path, sync: str, warehouse: str = "sqlite:///wh.db") -> Path:
+    """A project of one sync (YAML lines under `syncs:`) reading the table contact (id, email,
+    name, updated_at) of os.db into the warehouse, whose table people has (email, name)."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "os.db") as db:
+        db.execute("CREATE TABLE contact (id INTEGER PRIMARY KEY, email TEXT, name TEXT, "
+                   "updated_at TEXT)")
+    with sqlite3.connect(tmp_path / "wh.db") as db:
+        db.execute("CREATE TABLE people (email TEXT PRIMARY KEY, name TEXT)")
+    (tmp_path / "p.yaml").write_text(
+        "objectstack: {url: 'sqlite:///os.db'}\n"
+        f"connectors:\n  warehouse: {{type: sql, url: '{warehouse}'}}\n"
+        "syncs:\n" + sync)
+    return tmp_path
+
+
+def test_validate_connect_passes_when_every_field_exists(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact, filters: {name: {$ne: ''}}}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {email: email, name: name}}
+    changeTrackingField: updated_at
+""")
+    assert cli(capsys, project, "validate", "p.yaml", "--connect") == (0, (
+        "SYNC    DIRECTION  MODE         OPERATION  SCHEDULE\n"
+        "people  push       incremental  upsert     -\n"
+        "1 sync valid\n"
+        "fields checked against 2 live record sets\n"), "")
+
+
+def test_validate_connect_names_each_source_field_the_source_lacks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact, filters: {status: active}}
+    destination:
+      connectorInstanceId: warehouse
+      externalResource: people
+      operation: upsert
+      matchKey: [email]
+      mapping:
+        - {source: email, target: email}
+        - {source: full_name, target: name}
+    changeTrackingField: modified_at
+""")
+    fields = "its fields: id, email, name, updated_at"
+    assert cli(capsys, project, "validate", "p.yaml", "--connect") == (2, "", (
+        f"p.yaml:6: syncs[0].source.filters: 'status' is not a field of objectstack.contact; "
+        f"{fields}\n"
+        f"p.yaml:14: syncs[0].destination.mapping[1].source: 'full_name' is not a field of "
+        f"objectstack.contact; {fields}\n"
+        f"p.yaml:15: syncs[0].changeTrackingField: 'modified_at' is not a field of "
+        f"objectstack.contact; {fields}\n"
+        "3 problems found\n"))
+
+
+def test_validate_connect_names_each_target_field_the_destination_lacks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {email: mail, name: name}}
+""")
+    assert cli(capsys, project, "validate", "p.yaml", "--connect") == (2, "", (
+        "p.yaml:8: syncs[0].destination.mapping.email: 'mail' is not a field of "
+        "warehouse.people; its fields: email, name\n"
+        "1 problem found\n"))
+
+
+def test_validate_connect_without_mapping_checks_match_key_and_fields_on_both_sides(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [mail]}
+""")
+    assert cli(capsys, project, "validate", "p.yaml", "--connect") == (2, "", (
+        "p.yaml:7: syncs[0].destination: has no mapping, so every source field is written "
+        "under its own name, and warehouse.people has no field id, updated_at; its fields: "
+        "email, name\n"
+        "p.yaml:8: syncs[0].destination.matchKey[0]: 'mail' is not a field of "
+        "objectstack.contact; its fields: id, email, name, updated_at\n"
+        "2 problems found\n"))
+
+
+def test_validate_connect_accepts_a_destination_the_first_run_creates(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: new_people,
+                  operation: upsert, matchKey: [email], mapping: {email: mail}}
+""")
+    code, out, err = cli(capsys, project, "validate", "p.yaml", "--connect")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == (
+        "notice: p.yaml:7: syncs[0].destination.externalResource: warehouse.new_people does "
+        "not exist yet: the first run creates it")
+
+
+def test_validate_connect_refuses_a_source_that_does_not_exist(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contacts}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email]}
+""")
+    assert cli(capsys, project, "validate", "p.yaml", "--connect") == (2, "", (
+        "p.yaml:6: syncs[0].source.object: objectstack.contacts does not exist, and this "
+        "sync reads it\n"
+        "1 problem found\n"))
+
+
+def test_validate_connect_of_an_unreachable_database_exits_1_without_its_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {email: email}}
+""", warehouse=f"postgresql://syncer:Sup3r-Secret@127.0.0.1:{port}/wh")
+    code, out, err = cli(capsys, project, "validate", "p.yaml", "--connect")
+    assert (code, out) == (1, "")
+    assert "Sup3r-Secret" not in err and "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith(
+        "error: p.yaml:7: syncs[0].destination: reading the structure of warehouse.people on "
+        f"postgresql://syncer:***@127.0.0.1:{port}/wh failed: OperationalError: ")
+
+
+def test_validate_connect_json_puts_an_unreachable_system_under_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {email: email}}
+""", warehouse="postgresql://syncer:Sup3r-Secret@127.0.0.1:9/wh")
+    code, out, err = cli(capsys, project, "validate", "p.yaml", "--connect", "--json")
+    assert (code, err) == (1, "")
+    result = json.loads(out)
+    assert (result["ok"], result["problems"], [s["name"] for s in result["syncs"]]) == (
+        False, [], ["people"])
+    (error,) = result["errors"]
+    assert (error["file"], error["line"], error["path"]) == (
+        "p.yaml", 7, "syncs[0].destination")
+    assert "127.0.0.1:9/wh failed: OperationalError" in error["message"]
+    assert "Sup3r-Secret" not in out
+
+
+def test_validate_connect_exits_2_when_it_found_problems_though_a_system_was_down(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = connect_project(tmp_path, """\
+  - name: people
+    source: {object: contact}
+    destination: {connectorInstanceId: down, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {email: email}}
+  - name: more_people
+    source: {object: contact}
+    destination: {connectorInstanceId: warehouse, externalResource: people,
+                  operation: upsert, matchKey: [email], mapping: {mail: email}}
+""")
+    text = (project / "p.yaml").read_text().replace(
+        "connectors:\n", "connectors:\n  down: {type: sql, url: 'postgresql://u@127.0.0.1:9/x'}\n")
+    (project / "p.yaml").write_text(text)
+    code, out, err = cli(capsys, project, "validate", "p.yaml", "--connect")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0].startswith("error: p.yaml:8: syncs[0].destination: ")
+    assert err.splitlines()[1:] == [
+        "p.yaml:13: syncs[1].destination.mapping.mail: 'mail' is not a field of "
+        "objectstack.contact; its fields: id, email, name, updated_at",
+        "1 problem found"]

@@ -223,6 +223,61 @@ def test_a_schedule_must_be_valid_cron(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("cron, message", [
+    ("0 25 * * *", "hour 25 is out of range 0-23"),
+    ("60 * * * *", "minute 60 is out of range 0-59"),
+    ("0 0 0 * *", "day-of-month 0 is out of range 1-31"),
+    ("0 0 1-40 * *", "day-of-month 40 is out of range 1-31"),
+    ("0 0 * 13 *", "month 13 is out of range 1-12 (or JAN-DEC)"),
+    ("0 0 * * 8", "day-of-week 8 is out of range 0-7 (0 and 7 are Sunday, or SUN-SAT)"),
+    ("*/61 * * * *", "minute step 61 is out of range 1-59"),
+    ("*/0 * * * *", "minute step 0 is out of range 1-59"),
+    ("0 */24 * * *", "hour step 24 is out of range 1-23"),
+    ("0 0 * FOO *", "month 'FOO' is not valid: use 1-12 (or JAN-DEC), a range (like 1-2), a "
+                    "list (like 1,3) or a step (like */2)"),
+    ("61 25 * * *", "minute 61 is out of range 0-59; hour 25 is out of range 0-23"),
+])
+def test_a_cron_field_out_of_range_is_named_with_its_range(
+        tmp_path: Path, cron: str, message: str) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
+        f"     schedule: '{cron}'}}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        f"p.yaml:5: syncs[0].schedule: '{cron}' is not a valid cron expression: {message}")
+
+
+@pytest.mark.parametrize("cron", ["0 2 * * *", "*/15 * * * *", "0 9-17/2 * * MON-FRI",
+                                  "30 0 1,15 jan,jul *", "0 0 L * *", "0 0 * * 7"])
+def test_cron_expressions_croniter_and_dagster_take_are_valid(tmp_path: Path, cron: str
+                                                              ) -> None:
+    text = one_sync("{name: s, source: {object: a}, destination: {object: b, operation: "
+                    f"insert}}, schedule: '{cron}'}}")
+    write(tmp_path, "p.yaml", text)
+    assert load_project(tmp_path).syncs["s"].config.schedule.source == cron  # type: ignore[union-attr]
+
+
+def test_a_cron_expression_with_seconds_is_refused_as_dagster_refuses_it(
+        tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
+        "     schedule: '0 0 * * * *'}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].schedule: '0 0 * * * *' is not a valid cron expression: use five "
+        "fields 'minute hour day-of-month month day-of-week', like '0 * * * *' (hourly)")
+
+
+def test_a_cron_expression_naming_a_date_that_never_comes_is_refused(tmp_path: Path) -> None:
+    text = one_sync(
+        "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
+        "     schedule: '0 0 30 2 *'}"
+    )
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:5: syncs[0].schedule: '0 0 30 2 *' never runs: its day-of-month does not "
+        "occur in its months (like the 30th of February)")
+
+
 def test_a_schedule_in_another_dialect_cannot_schedule(tmp_path: Path) -> None:
     text = one_sync(
         "{name: s, source: {object: a}, destination: {object: b, operation: insert},\n"
@@ -301,6 +356,63 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path: Path) -> None
     bad = "name: s\nsource: {}\ndestination: {object: b, operation: insert}\n"
     message = problems(tmp_path, ("a.yaml", bad), ("b.yaml", bad.replace("name: s", "name: t")))
     assert message.count("needs `object`") == 2
+
+
+def test_a_misspelt_sync_key_is_refused_with_the_key_meant(tmp_path: Path) -> None:
+    text = one_sync("{name: s, source: {object: a}, destination: {object: b, operation: "
+                    "upsert, matchkey: [email]}}")
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].destination.matchkey: is not a protocol key (the official parser "
+        "would drop it silently, so it is refused); did you mean `matchKey`?")
+
+
+def test_an_unknown_key_inside_a_transform_is_refused_with_the_keys_allowed(
+        tmp_path: Path) -> None:
+    text = one_sync("{name: s, source: {object: a}, destination: {object: b, operation: "
+                    "insert, mapping: [{source: x, target: y, transform: {type: cast, "
+                    "targetType: date, format: iso}}]}}")
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].destination.mapping[0].transform.format: is not a protocol key "
+        "(the official parser would drop it silently, so it is refused); keys here: type, "
+        "targetType")
+
+
+def test_a_connector_key_says_which_protocol_keys_to_write_and_lists_the_instances(
+        tmp_path: Path) -> None:
+    text = one_sync("{name: s, source: {connector: warehouse, externalResource: t},\n"
+                    "     destination: {object: b, operation: insert}}")
+    assert problems(tmp_path, ("p.yaml", text)) == (
+        "p.yaml:4: syncs[0].source.connector: is not a protocol key: the official parser "
+        "drops it, leaving the source without a system, so it is refused; write source: "
+        "{connectorInstanceId: warehouse, externalResource: <table or object>} with an "
+        "instance defined under `connectors:` (defined: warehouse), or source: {object: "
+        "<name>} for an ObjectStack object")
+
+
+def test_a_broken_project_section_does_not_hide_the_problems_of_the_syncs(
+        tmp_path: Path) -> None:
+    text = ("objectstack: {url: 'sqlite:///os.db', bogus: 1}\n"
+            "connectors:\n  warehouse: {type: sql, url: 'sqlite:///w.db'}\n"
+            "syncs:\n  - {name: s, source: {object: a}, destination: {object: b, "
+            "operation: upsert, matchKey: [id], mapping: {email: email}}}\n")
+    assert problems(tmp_path, ("p.yaml", text)) == "\n".join([
+        "p.yaml:1: objectstack.bogus: unknown key (check the spelling)",
+        "p.yaml:5: syncs[0].destination.matchKey[0]: 'id' is not a mapped field; use a source "
+        "field or a destination field of the mapping (email)",
+    ])
+
+
+def test_connectors_that_cannot_be_read_do_not_make_every_instance_undefined(
+        tmp_path: Path) -> None:
+    text = ("connectors: [warehouse]\n"
+            "syncs:\n  - {name: s, source: {object: a}, destination: {connectorInstanceId: "
+            "warehouse, externalResource: t, operation: upsert, matchKey: [id], "
+            "mapping: {email: email}}}\n")
+    assert problems(tmp_path, ("p.yaml", text)) == "\n".join([
+        "p.yaml:1: connectors: must be an object (got list)",
+        "p.yaml:3: syncs[0].destination.matchKey[0]: 'id' is not a mapped field; use a source "
+        "field or a destination field of the mapping (email)",
+    ])
 
 
 # -- keys that cannot apply to a sync's direction or systems ------------------------------

@@ -26,6 +26,7 @@ from ..spec.errors import PathPart, Problem, format_path, problems_from_validati
 from .checks import Found, check_connector, check_sync
 from .checks import notices as sync_notices
 from .envvars import Expansion
+from .unknown_keys import unknown_key_problems
 from .yaml_lines import FileFormatError, Lines, line_of, read_config_file
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -41,10 +42,21 @@ class SyncDefinition:
 
     config: DataSyncConfig
     file: Path
+    #: how the file names it (as given on the command line) and the line of each value in it
+    shown: str = field(default="", compare=False, repr=False)
+    lines: Lines = field(default_factory=dict, compare=False, repr=False)
+    #: where the sync sits in its file: () for a file of one sync, ("syncs", i) in a project
+    prefix: tuple[PathPart, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def problem(self, parts: tuple[PathPart, ...], message: str) -> Problem:
+        """A problem at `parts` (relative to the sync) with its file and line."""
+        path = (*self.prefix, *parts)
+        return Problem(format_path(path), message, self.shown or str(self.file),
+                       line_of(self.lines, path))
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,14 @@ class Project:
     syncs: Mapping[str, SyncDefinition] = field(default_factory=dict)
     #: things worth knowing that are not errors (e.g. fields that flow one way only)
     notices: tuple[Problem, ...] = ()
+    #: values expanded from the environment, which messages must not show
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def redact(self, message: str) -> str:
+        """`message` with every value expanded from the environment replaced by ***."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            message = message.replace(secret, "***")
+        return message
 
     def sync(self, name: str) -> SyncDefinition:
         try:
@@ -117,6 +137,9 @@ class _Collector:
         # Connector ids whose settings were rejected: syncs naming them are not told again.
         self.broken_connectors: set[str] = set()
         self.notices: list[Problem] = []
+        # A file's `connectors` could not be read at all: syncs naming an instance are not
+        # told it is undefined.
+        self.connectors_unreadable = False
         # Where the current file's environment variables were missing or unusable.
         self.env_gaps: list[tuple[PathPart, ...]] = []
 
@@ -197,11 +220,8 @@ def load_project(
             )
             continue
         data = _with_connector_types(data, shown, lines, collect)
-        try:
-            pf = _ProjectFile.model_validate(data)
-        except ValidationError as exc:
-            for parts, msg in problems_from_validation(exc):
-                collect.add(shown, lines, parts, _project_message(parts, msg))
+        pf = _project_file(data, shown, lines, collect)
+        if pf is None:
             continue
         base = file.parent
         if pf.objectstack is not None:
@@ -239,14 +259,28 @@ def load_project(
         if len(collect.problems) >= MAX_PROBLEMS:
             stopped = True
             break
+        room = MAX_PROBLEMS - len(collect.problems)
+        unknown = unknown_key_problems(data, connector_map, limit=room + 1)
+        for parts, msg in unknown[:room]:
+            collect.add(shown, lines, (*prefix, *parts), msg)
+        if len(unknown) > room:
+            stopped = True
+            break
         try:
             config = DataSyncConfig.model_validate(data)
         except ValidationError as exc:
+            # Schema problems first; the checks beyond the schema need a valid config, and
+            # are made for this sync once these are fixed (every other sync gets its own).
             for parts, msg in problems_from_validation(exc):
                 collect.add(shown, lines, (*prefix, *parts), msg)
             continue
         known = {**dict.fromkeys(collect.broken_connectors), **connector_map}
+        if collect.connectors_unreadable:
+            known = {**dict.fromkeys(_instances(config)), **known}
+        told = {parts[:-1] for parts, _ in unknown if parts[-1] == "connector"}
         for parts, msg in check_sync(config, known, objectstack[0] if objectstack else None):
+            if parts in told and msg.startswith("needs `object`"):
+                continue  # its `connector` key was told, with the form to write instead
             collect.add(shown, lines, (*prefix, *parts), msg)
         for parts, msg in sync_notices(config):
             collect.notices.append(Problem(
@@ -261,7 +295,7 @@ def load_project(
             )
             continue
         seen_at[config.name] = where
-        syncs[config.name] = SyncDefinition(config, file)
+        syncs[config.name] = SyncDefinition(config, file, shown, lines, prefix)
 
     if collect.problems:
         # Reading order: file by file, top to bottom (Python's sort keeps ties in place).
@@ -277,7 +311,45 @@ def load_project(
         state=state[0] if state else StateSettings(),
         syncs=syncs,
         notices=tuple(collect.notices),
+        secrets=frozenset(collect.expansion.secrets),
     )
+
+
+def _instances(config: DataSyncConfig) -> list[str]:
+    return [cid for cid in (config.source.connectorInstanceId,
+                            config.destination.connectorInstanceId) if cid is not None]
+
+
+def _project_file(data: dict[str, Any], file: str, lines: Lines, collect: _Collector
+                  ) -> _ProjectFile | None:
+    """The project keys of one file. A part that is wrong is reported and left out, so the
+    rest (the syncs above all) is still checked."""
+    try:
+        return _ProjectFile.model_validate(data)
+    except ValidationError as exc:
+        found = problems_from_validation(exc)
+    kept = dict(data)
+    connectors = dict(kept["connectors"]) if isinstance(kept.get("connectors"), dict) else None
+    for parts, msg in found:
+        collect.add(file, lines, parts, _project_message(parts, msg))
+        top = parts[0] if parts else None
+        if top == "connectors" and len(parts) > 1 and connectors is not None:
+            connectors.pop(str(parts[1]), None)
+            collect.broken_connectors.add(str(parts[1]))
+        elif top == "connectors":
+            collect.connectors_unreadable = True
+            kept.pop("connectors", None)
+            connectors = None
+        elif isinstance(top, str):
+            kept.pop(top, None)
+        else:
+            return None
+    if connectors is not None:
+        kept["connectors"] = connectors
+    try:
+        return _ProjectFile.model_validate(kept)
+    except ValidationError:  # not expected: every part that failed was left out
+        return None
 
 
 def _with_url(settings: Any, base: Path) -> Any:

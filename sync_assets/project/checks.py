@@ -10,8 +10,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from croniter import croniter
-
 from .. import filters as objectql
 from ..connectors.settings import ObjectStackSettings, StateSettings
 from ..spec import DataSyncConfig
@@ -25,6 +23,7 @@ from ..spec.flow import (
     resolve_match_key,
 )
 from ..spec.mapping import JavascriptTransform
+from .cron import cron_problem
 
 Found = list[tuple[tuple[PathPart, ...], str]]
 
@@ -89,15 +88,8 @@ def check_schedule(config: DataSyncConfig) -> Found:
         ]
     if schedule.source is None:
         return [(("schedule", "source"), "is required: the cron expression, like '0 * * * *'")]
-    if not croniter.is_valid(schedule.source) or len(schedule.source.split()) not in (5, 6):
-        return [
-            (
-                ("schedule",),
-                f"'{schedule.source}' is not a valid cron expression: use five fields "
-                "'minute hour day-of-month month day-of-week', like '0 * * * *' (hourly)",
-            )
-        ]
-    return []
+    problem = cron_problem(schedule.source)
+    return [(("schedule",), problem)] if problem else []
 
 
 def check_mapping(config: DataSyncConfig) -> Found:
