@@ -16,7 +16,16 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from sync_assets.connectors.sql import SqlTable
 
-from engine_helpers import counts, create_table, execute, project, spec, sync, to_warehouse
+from engine_helpers import (
+    counts,
+    create_table,
+    execute,
+    insert,
+    project,
+    spec,
+    sync,
+    to_warehouse,
+)
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, 250000)
 
@@ -112,3 +121,37 @@ def test_every_common_type_from_postgresql_arrives_and_reruns_write_nothing(
         Decimal(f"{i}.{i:02d}") + 1 for i in range(1, 6)]
     assert after[301]["email"] == "new@x.io" and after[301]["amount"] is None
     assert len(after) == 301
+
+
+def test_batches_of_updates_and_inserts_of_every_type_are_written_set_based_exactly(
+        tmp_path: Path, pg_url: str, other_db: str) -> None:
+    # batches of 100 take the set-based writes (an UPDATE from a staged batch on both, an
+    # Arrow insert on DuckDB): every type must arrive as the row-by-row statements wrote it
+    typed_source(pg_url, 300)
+    proj = project(tmp_path, (pg_url, other_db), to_warehouse(
+        "accounts", "account", "accounts", changeTrackingField="updated_at", audit=None,
+        batchSize=100))
+    assert counts(sync(proj, "accounts")) == {"processed": 300, "inserted": 300}
+    later = T0 + timedelta(days=30)
+    execute(pg_url, "UPDATE account SET amount = amount + 1, big = -big, ratio = ratio * 2, "
+                    "active = NOT active, notes = notes || ' changed', at = at + interval '1 day',"
+                    " at_tz = at_tz + interval '1 hour', day = day + 1, clock = NULL, "
+                    "doc = jsonb_build_object('n', -id, 'more', jsonb_build_array(id, 'x')), "
+                    "updated_at = :t WHERE id <= 250", params={"t": later})
+    new = [{**r, "id": r["id"] + 1000, "email": f"new{r['id']}@x.io", "updated_at": later}
+           for r in typed_rows(120)]
+    insert(pg_url, "account", new)
+    changed = sync(proj, "accounts")
+    assert counts(changed) == {"processed": 370, "updated": 250, "inserted": 120}
+    want = []
+    for r in typed_rows(300):
+        if r["id"] <= 250:
+            r = {**r, "amount": r["amount"] + 1, "big": -r["big"], "ratio": r["ratio"] * 2,
+                 "active": not r["active"], "notes": r["notes"] + " changed",
+                 "at": r["at"] + timedelta(days=1), "at_tz": r["at_tz"] + timedelta(hours=1),
+                 "day": r["day"] + timedelta(days=1), "clock": None,
+                 "doc": {"n": -r["id"], "more": [r["id"], "x"]}, "updated_at": later}
+        want.append(r)
+    assert held(other_db, "accounts") == expected(want + new)
+    assert counts(sync(proj, "accounts", full_refresh=True)) == {
+        "processed": 420, "skipped": 420}

@@ -6,7 +6,9 @@ place)."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -88,3 +90,40 @@ def insert_arrow(conn: Connection, table: sa.Table, data: pa.Table) -> None:
                              f"SELECT {cols} FROM {view}")
     finally:
         raw.unregister(view)  # type: ignore[union-attr]
+
+
+def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: Sequence[str],
+                rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Set `columns` of the rows matching each row's `key` in one UPDATE ... FROM an Arrow
+    table DuckDB reads in place (a row-by-row executemany is slow on DuckDB: 20,000 rows
+    took 10 s). False, having done nothing, where Arrow cannot type the values (a column of
+    mixed types): the caller updates row by row."""
+    names = list(dict.fromkeys([*key, *columns]))
+    data = as_arrow(rows, names)
+    if data is None:
+        return False
+    raw = conn.connection.dbapi_connection
+    view = "_sync_assets_changes"
+    preparer = conn.dialect.identifier_preparer
+    sets = ", ".join(f"{preparer.quote(c)} = s.{preparer.quote(c)}" for c in columns)
+    conds = " AND ".join(f"{preparer.format_table(table)}.{preparer.quote(k)} = "
+                         f"s.{preparer.quote(k)}" for k in key)
+    raw.register(view, data)  # type: ignore[union-attr]
+    try:
+        conn.exec_driver_sql(f"UPDATE {preparer.format_table(table)} SET {sets} "
+                             f"FROM {view} AS s WHERE {conds}")
+    finally:
+        raw.unregister(view)  # type: ignore[union-attr]
+    return True
+
+
+def as_arrow(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> pa.Table | None:
+    """The rows as an Arrow table DuckDB can read in place (JSON values as their text), or
+    None where Arrow cannot type them (a column of mixed types)."""
+    def value(v: Any) -> Any:  # JSON as its text, which DuckDB casts into a JSON column
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+
+    try:
+        return pa.Table.from_pylist([{c: value(r.get(c)) for c in names} for r in rows])
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None

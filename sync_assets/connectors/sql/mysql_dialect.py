@@ -6,11 +6,12 @@ worth retrying."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 
 #: characters of a text key column: 768 utf8mb4 characters fill InnoDB's 3072-byte key
 KEY_BYTES = 3072
@@ -45,3 +46,26 @@ def key_text(length: int) -> Any:
 def transient_code(exc: BaseException) -> bool:
     args: Sequence[Any] = getattr(getattr(exc, "orig", None), "args", ()) or ()
     return bool(args) and isinstance(args[0], int) and args[0] in TRANSIENT_CODES
+
+
+def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: Sequence[str],
+                rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set `columns` of the rows matching each row's `key`: the rows into a temporary table
+    shaped like the target (one multi-row INSERT, as PyMySQL sends an executemany), then one
+    UPDATE ... JOIN. A row-by-row UPDATE took ten times an insert of the same rows. Temporary
+    tables neither commit the transaction nor outlive the session."""
+    preparer = conn.dialect.identifier_preparer
+    target = preparer.format_table(table)
+    name = "_sync_assets_stage"
+    names = list(dict.fromkeys([*key, *columns]))
+    cols = ", ".join(preparer.quote(c) for c in names)
+    conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {preparer.quote(name)}")
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {preparer.quote(name)} AS "
+                         f"SELECT {cols} FROM {target} WHERE 1 = 0")
+    stage = sa.table(name, *[sa.column(c) for c in names])
+    conn.execute(sa.insert(stage), [{c: r.get(c) for c in names} for r in rows])
+    sets = ", ".join(f"d.{preparer.quote(c)} = s.{preparer.quote(c)}" for c in columns)
+    conds = " AND ".join(f"d.{preparer.quote(k)} = s.{preparer.quote(k)}" for k in key)
+    conn.exec_driver_sql(f"UPDATE {target} AS d JOIN {preparer.quote(name)} AS s ON {conds} "
+                         f"SET {sets}")
+    conn.exec_driver_sql(f"DROP TEMPORARY TABLE {preparer.quote(name)}")

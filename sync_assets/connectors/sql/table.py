@@ -56,6 +56,7 @@ _ENGINES: dict[tuple[str, str], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 _CHUNK = 500  # keys per IN (...) lookup: well under every database's parameter limit
 READ_RETRIES = 4  # a lost source connection: read again after 0.25, 0.5, 1, 2 s
+_SET_UPDATE_ROWS = 64  # from this many rows, a batch is written in one set-based statement
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -827,8 +828,13 @@ class SqlTable(Endpoint):
             rows = [self.coerce(r) for r in rows]
         if pgcopy.usable(conn, rows):
             pgcopy.copy_rows(conn, self.table(), list(rows[0]), rows)
-        else:
-            conn.execute(sa.insert(self.table()), list(rows))
+            return
+        if self.dialect == "duckdb" and len(rows) >= _SET_UPDATE_ROWS:
+            data = duckdb_dialect.as_arrow(rows, list(rows[0]))
+            if data is not None:  # read in place: an executemany is slow on DuckDB
+                duckdb_dialect.insert_arrow(conn, self.table(), data)
+                return
+        conn.execute(sa.insert(self.table()), list(rows))
 
     def update(self, conn: Connection, key: Sequence[str], rows: Sequence[Record]) -> None:
         if not rows:
@@ -842,6 +848,13 @@ class SqlTable(Endpoint):
         if pgcopy.usable(conn, rows):
             pgcopy.update_rows(conn, table, key, columns, rows)
             return
+        if len(rows) >= _SET_UPDATE_ROWS:  # one statement for the batch, not one per row
+            if self.dialect == "duckdb" and duckdb_dialect.update_rows(
+                    conn, table, key, columns, rows):
+                return
+            if mysql_dialect.is_mysql(self.dialect):
+                mysql_dialect.update_rows(conn, table, key, columns, rows)
+                return
         stmt = (
             sa.update(table)
             .where(*[table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(key)])
