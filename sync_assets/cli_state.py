@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .project import load_project
-from .spec.values import plain
+from .spec.values import shown_cursor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -63,7 +63,7 @@ def cmd_state_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(json.dumps({
             "syncName": state.sync_name, "stateDatabase": state.where,
-            "cursor": plain(state.cursor), "cursorMovedAt": _when(state.cursor_moved_at),
+            "cursor": shown_cursor(state.cursor), "cursorMovedAt": _when(state.cursor_moved_at),
             "records": state.records, "openConflicts": state.open_conflicts,
             "failedRecords": [{
                 "recordId": f.record_id, "code": f.code, "message": f.message,
@@ -73,7 +73,7 @@ def cmd_state_show(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     out.write(f"sync {state.sync_name} (state in {state.where})\n")
     cursor = "none (the next run reads everything)" if state.cursor is None else (
-        f"{plain(state.cursor)} (moved {_when(state.cursor_moved_at)})")
+        f"{shown_cursor(state.cursor)} (moved {_when(state.cursor_moved_at)})")
     out.write(f"  cursor          {cursor}\n")
     out.write(f"  records synced  {state.records}\n")
     if state.open_conflicts:

@@ -257,7 +257,7 @@ def test_csv_glob_to_sqlite_then_nothing_then_only_the_new_and_changed_files(
         return out
 
     assert sql_rows(wh, "contacts") == expected()
-    assert counts(sync(proj, "contacts_from_csv")) == {}  # only b.csv re-read, not counted
+    assert counts(sync(proj, "contacts_from_csv")) == {}  # no file is new or changed
     # b.csv changes one record; c.csv is new: only those two files are read
     write_csv(exports / "contacts" / "b.csv",
               [contact(i, score=-1 if i == 7 else i * 3) for i in range(6, 10)],
@@ -268,6 +268,35 @@ def test_csv_glob_to_sqlite_then_nothing_then_only_the_new_and_changed_files(
         "processed": 6, "inserted": 2, "updated": 1, "skipped": 3}
     assert sql_rows(wh, "contacts") == expected({7: {"score": -1}}, range(10, 12))
     assert counts(sync(proj, "contacts_from_csv")) == {}
+
+
+def test_files_are_new_or_changed_by_name_size_and_time_whatever_their_time_says(
+        tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    write_csv(exports / "a.csv", [contact(i) for i in range(1, 4)], T0 + timedelta(days=5))
+    proj = make_project(
+        tmp_path,
+        {"exports": {"type": "files", "url": str(exports), "key": "id", "fileColumns": True},
+         "wh": {"type": "sql", "url": f"sqlite:///{tmp_path}/wh.db"}},
+        {"name": "load", "source": {"connectorInstanceId": "exports",
+                                    "externalResource": "*.csv"},
+         "destination": {"connectorInstanceId": "wh", "externalResource": "contacts",
+                         "operation": "upsert", "matchKey": ["id"],
+                         "mapping": {"id": "id", "email": "email", "_file": "file"}},
+         "changeTrackingField": "_file_modified", "batchSize": 2})
+    first = sync(proj, "load")
+    assert counts(first) == {"processed": 3, "inserted": 3}
+    assert any("incremental read on _file_modified from the start to 1 file read, the newest "
+               f"modified {(T0 + timedelta(days=5)).isoformat()}" in line for line in first.logs)
+    # copied in keeping an older time (cp -p, rsync -t): new by its name
+    write_csv(exports / "old.csv", [contact(i) for i in (10, 11)], T0)
+    assert counts(sync(proj, "load")) == {"processed": 2, "inserted": 2}
+    # rewritten with the same time but another size: changed
+    write_csv(exports / "a.csv", [contact(i) for i in range(1, 5)], T0 + timedelta(days=5))
+    assert counts(sync(proj, "load")) == {"processed": 4, "inserted": 1, "skipped": 3}
+    assert counts(sync(proj, "load")) == {}
+    assert [r["id"] for r in sql_rows(f"sqlite:///{tmp_path}/wh.db", "contacts")] == [
+        1, 2, 3, 4, 10, 11]
 
 
 def test_csv_full_sync_rereads_all_and_writes_only_changes(tmp_path: Path) -> None:

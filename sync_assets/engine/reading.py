@@ -19,9 +19,9 @@ from ..connectors.base import (
     Record,
     shard_of,
 )
+from ..spec.values import shown_cursor
 from .bulk import Bulk
 from .common import Progress, RunFailed
-from .records import plain
 
 
 class Reading:
@@ -71,8 +71,8 @@ class Reading:
             # cursor follows the pages read: a record changed meanwhile moves behind them.
             upper = self.source.high_water_mark(request.cursor_field, request)
             request = ReadRequest(**{**request.__dict__, "upper": upper})
-            start = "the start" if cursor is None else plain(cursor)
-            end = "the end" if upper is None else plain(upper)
+            start = "the start" if cursor is None else shown_cursor(cursor)
+            end = "the end" if upper is None else shown_cursor(upper)
             self.result.log("info", f"incremental read on {ctf} from {start} to {end}")
         else:
             self.result.log("info", f"reading all of {self.source.display}")

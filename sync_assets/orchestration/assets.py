@@ -21,6 +21,7 @@ from ..engine import RunOptions, make_run, plan
 from ..engine.observe import destination_row_count, written_columns
 from ..engine.records import plain
 from ..project import Project, SyncDefinition
+from ..spec.values import shown_cursor
 from .asset_inputs import INPUT_NAME, asset_source, source_tables
 from .notify import SmtpNotifier, failure_notice
 from .translator import SyncTranslator
@@ -247,7 +248,7 @@ def build_sync_asset(
         report(context, sync, spec_dict, f"sync {sync.name}")
         cursor = sync_run.result.cursor
         meta = result_metadata(spec_dict, row_count(context, project, sync),
-                               None if cursor is None else plain(cursor))
+                               None if cursor is None else shown_cursor(cursor))
         meta.update(column_schema(context, project, sync))
         selected = context.selected_asset_keys
         if spec.key in selected:

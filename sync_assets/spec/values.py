@@ -41,3 +41,11 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return str(value)
+
+
+def shown_cursor(value: Any) -> Any:
+    """A cursor as logs, metadata and the CLI show it: a JSON object cursor (a connector's
+    own position, such as a files manifest) by its `shown` member, others as `plain`."""
+    if isinstance(value, dict) and isinstance(value.get("shown"), str):
+        return value["shown"]
+    return plain(value)

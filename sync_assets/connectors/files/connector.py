@@ -571,12 +571,9 @@ class FilesTable(Endpoint):
         where = _combine([e for e in (self._prefilter(request.filter, schema),
                                       self._bounds(request, schema)) if e is not None], "and")
         if ctf == MODIFIED_COLUMN:
-            # whole files in the order of their modification times, within the bounds
-            chosen = sorted((f for f in files
-                             if (request.lower is None or f.modified >= _utc(request.lower))
-                             and (request.upper is None or f.modified <= _utc(request.upper))),
-                            key=lambda f: (f.modified, f.path))
-            yield from self._scan(chosen, wanted, where)
+            for _entry, table, _done in self._changed_files(files, request, wanted, where):
+                if table is not None:
+                    yield table
             return
         if ctf is None:
             yield from self._scan(files, wanted, where)
@@ -589,6 +586,26 @@ class FilesTable(Endpoint):
         order = [(c, "ascending") for c in dict.fromkeys([ctf, *request.order_by])]
         yield table.sort_by(order)
 
+    def _changed_files(self, files: Sequence[FileEntry], request: ReadRequest,
+                       wanted: Sequence[str], where: ds.Expression | None
+                       ) -> Iterator[tuple[FileEntry, pa.Table | None, Manifest | None]]:
+        """The files new or changed since the manifest `request.lower` (by name, size and
+        modification time) that the run's manifest `upper` lists, oldest first, each read
+        whole: (file, table, None) for its tables, then (file, None, the manifest with it
+        read) once it is done."""
+        seen = _manifest_files(request.lower, files)
+        listed = (None if not isinstance(request.upper, dict)
+                  else request.upper.get("files") or {})
+        chosen = sorted((f for f in files
+                         if seen.get(f.name) != _version(f)
+                         and (listed is None or listed.get(f.name) == _version(f))),
+                        key=lambda f: (f.modified, f.path))
+        for entry in chosen:
+            for table in self._scan([entry], wanted, where):
+                yield entry, table, None
+            seen = {**seen, entry.name: _version(entry)}
+            yield entry, None, _manifest(seen)
+
     @staticmethod
     def _exact(rows: list[Record], request: ReadRequest) -> list[Record]:
         """The records the request selects exactly: its filter and cursor bounds as the
@@ -596,7 +613,7 @@ class FilesTable(Endpoint):
         ctf = request.cursor_field
         if request.filter is not None:
             rows = [r for r in rows if objectql.evaluate_filter(request.filter, r)]
-        if ctf is not None:
+        if ctf is not None and ctf not in _VIRTUAL:  # files were chosen by their bounds
             tests: list[FilterNode] = [Condition(ctf, "is_not_null")]
             if request.lower is not None:
                 tests.append(Condition(ctf, "gte", request.lower))
@@ -619,6 +636,9 @@ class FilesTable(Endpoint):
         return rows
 
     def read_batches(self, request: ReadRequest) -> Iterator[list[Record]]:
+        if request.cursor_field == MODIFIED_COLUMN:
+            yield from self._manifest_batches(request)
+            return
         ctf = request.cursor_field
         page: list[Record] = []
         size = max(1, request.batch_size)
@@ -636,10 +656,50 @@ class FilesTable(Endpoint):
         if page:
             yield page
 
+    def _manifest_batches(self, request: ReadRequest) -> Iterator[list[Record]]:
+        """Pages of the new or changed files, each record's cursor the manifest of the
+        files read before its own, and a file's last record's the manifest with its file:
+        a run stopped after any page reads that file again (its written records skipped by
+        their fingerprints), never a file less."""
+        files = self._files()
+        if not files:
+            return
+        schema = self._read_schema(files)
+        wanted = list(dict.fromkeys([
+            *request.columns, *objectql.filter_fields(request.filter), *request.order_by]))
+        where = self._prefilter(request.filter, schema)
+        size = max(1, request.batch_size)
+        read = _manifest_files(request.lower, files)
+        reading: tuple[str, Manifest] | None = None  # the file being read, and its cursor
+        page: list[Record] = []
+        for entry, table, done in self._changed_files(files, request, wanted, where):
+            if done is not None:
+                if page and reading is not None and page[-1][CURSOR_COLUMN] is reading[1]:
+                    page[-1][CURSOR_COLUMN] = done  # the file's last record: it is read
+                read, reading = done["files"], None
+                continue
+            assert table is not None
+            if reading is None or reading[0] != entry.name:
+                reading = (entry.name, _manifest(read, reading=entry.name))
+            before = reading[1]
+            for start in range(0, table.num_rows, _RECORD_SLICE):
+                for row in self._exact(self._records(table.slice(start, _RECORD_SLICE)),
+                                       request):
+                    if len(page) >= size:  # held until now: its last may end a file
+                        yield page
+                        page = []
+                    out = {c: row.get(c) for c in request.columns}
+                    out[CURSOR_COLUMN] = before
+                    page.append(out)
+        if page:
+            yield page
+
     def read_arrow(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any] | None:
         """Pages as Arrow tables where no record needs looking at here: no filter, no shard,
-        and no cursor bound a scan could not apply exactly."""
+        no cursor bound a scan could not apply exactly, and no files manifest as cursor."""
         if request.filter is not None or request.shard is not None:
+            return None
+        if request.cursor_field == MODIFIED_COLUMN:
             return None
         ctf = request.cursor_field
         if ctf is not None and ctf not in _VIRTUAL:
@@ -685,8 +745,8 @@ class FilesTable(Endpoint):
         files = self._files()
         if not files:
             return None
-        if cursor_field == MODIFIED_COLUMN:
-            return max(f.modified for f in files)
+        if cursor_field == MODIFIED_COLUMN:  # the files listed now: what this run reads
+            return _manifest({f.name: _version(f) for f in files})
         schema = self._read_schema(files)
         where = _combine([e for e in (self._prefilter(request.filter, schema),
                                       ds.field(cursor_field).is_valid()) if e is not None],
@@ -1070,6 +1130,36 @@ class _RunWrites:
         if self.part is not None:
             self.part.discard()
             self.part = None
+
+
+#: a files cursor: {"files": {name: "size:modified"}, "shown": a line for logs}
+Manifest = dict[str, Any]
+
+
+def _version(entry: FileEntry) -> str:
+    return f"{entry.size}:{entry.modified.isoformat()}"
+
+
+def _manifest(files: dict[str, str], reading: str | None = None) -> Manifest:
+    """A files cursor; `reading`: the file whose records are being read (not yet done)."""
+    newest = max((v.split(":", 1)[1] for v in files.values()), default=None)
+    shown = f"{len(files)} file{'' if len(files) == 1 else 's'} read" + (
+        f", the newest modified {newest}" if newest else "") + (
+        f"; reading {reading}" if reading else "")
+    out: Manifest = {"files": dict(sorted(files.items())), "shown": shown}
+    if reading:
+        out["reading"] = reading
+    return out
+
+
+def _manifest_files(cursor: Any, files: Sequence[FileEntry]) -> dict[str, str]:
+    """The files a cursor says were read, by name and version. A modification time (the
+    cursor of earlier versions) means every file modified before it."""
+    if isinstance(cursor, dict):
+        return dict(cursor.get("files") or {})
+    if isinstance(cursor, datetime):
+        return {f.name: _version(f) for f in files if f.modified < _utc(cursor)}
+    return {}
 
 
 def _shortened(text: str, limit: int = 200) -> str:
