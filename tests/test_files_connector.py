@@ -299,6 +299,28 @@ def test_files_are_new_or_changed_by_name_size_and_time_whatever_their_time_says
         1, 2, 3, 4, 10, 11]
 
 
+@pytest.mark.parametrize("url", ["exports", "./exports", "file://exports"])
+def test_a_relative_path_is_beside_the_project_file_whatever_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    (tmp_path / "proj").mkdir()
+    write_csv(tmp_path / "proj" / "exports" / "a.csv", [contact(i) for i in (1, 2)], T0)
+    path = write_project(
+        tmp_path / "proj",
+        {"exports": {"type": "files", "url": url, "key": "id"},
+         "wh": {"type": "sql", "url": "sqlite:///wh.db"}},
+        {"name": "load", "source": {"connectorInstanceId": "exports",
+                                    "externalResource": "a.csv"},
+         "destination": {"connectorInstanceId": "wh", "externalResource": "contacts",
+                         "operation": "upsert", "matchKey": ["id"],
+                         "mapping": {"id": "id", "email": "email"}}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    proj = load_project(path, env={})
+    assert counts(sync(proj, "load")) == {"processed": 2, "inserted": 2}
+    assert not any(elsewhere.iterdir())
+
+
 def test_csv_full_sync_rereads_all_and_writes_only_changes(tmp_path: Path) -> None:
     write_csv(tmp_path / "in" / "c.csv", [contact(i) for i in range(1, 8)], T0)
     wh = f"sqlite:///{tmp_path}/wh.db"

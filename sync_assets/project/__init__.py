@@ -353,6 +353,8 @@ def _project_file(data: dict[str, Any], file: str, lines: Lines, collect: _Colle
 
 
 def _with_url(settings: Any, base: Path) -> Any:
+    if hasattr(settings, "relative_to"):  # a connector's own rule for relative paths
+        return settings.relative_to(base)
     url = getattr(settings, "url", None)
     if url is None or not hasattr(url, "get_secret_value"):
         return settings  # a plain URL (an ObjectStack server's) names no file to resolve

@@ -8,6 +8,7 @@ pyarrow or fsspec at start-up; `kinds` (the Dagster kinds) lives here for the sa
 from __future__ import annotations
 
 import posixpath
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -107,6 +108,19 @@ class FilesSettings(ConnectorSettingsBase):
     @classmethod
     def _secret(cls, value: dict[str, Any]) -> dict[str, Any]:
         return {k: _hidden(v) for k, v in value.items()}
+
+    def relative_to(self, base: Path) -> FilesSettings:
+        """These settings with a relative local path (`exports`, `./exports`,
+        `file://exports`) made a folder beside the project file that names it, as a
+        relative SQLite path is, whatever the working directory."""
+        scheme, sep, rest = self.url.partition("://")
+        if sep and scheme.lower() != "file":
+            return self
+        path = rest if sep else self.url
+        if not path or path.startswith(("/", "~")):
+            return self
+        resolved = str((base / path).resolve())
+        return self.model_copy(update={"url": f"file://{resolved}" if sep else resolved})
 
     @property
     def scheme(self) -> str:
