@@ -236,6 +236,17 @@ def test_api_calls_counts_every_http_call(env: Env) -> None:
     assert endpoint.api_calls == 1 + 3  # pages of 2, 2 and 1
 
 
+def test_a_runs_logs_give_the_api_calls_it_made_as_the_server_saw_them(env: Env) -> None:
+    seed_people(env.wh, [person(i) for i in range(1, 8)])
+    proj = env.project(push("upsert", batchSize=3))
+    before = env.proxy.forwarded + env.proxy.refused
+    result = sync(proj, "push")
+    made = env.proxy.forwarded + env.proxy.refused - before
+    assert counts(result) == {"processed": 7, "inserted": 7}
+    assert [line.split(" INFO ", 1)[1] for line in result.logs
+            if "API call" in line] == [f"objectstack.person: {made} API calls"]
+
+
 def test_count_and_change_token_follow_the_records_within_the_filter(env: Env) -> None:
     ids = env.seed_server([("a@x.io", "a", 1, "active"), ("b@x.io", "b", 2, "lead"),
                            ("c@x.io", "c", 3, "active")])

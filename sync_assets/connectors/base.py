@@ -88,6 +88,15 @@ class WriteResult:
     created_ids: dict[int, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ApiUsage:
+    """What a run cost an API-metered system: calls made (retries included), and what the
+    system said of its limits (a daily allowance left, say), for the run's logs."""
+
+    calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
 # -- description --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FieldInfo:
@@ -297,6 +306,12 @@ class Endpoint(ABC):
     def change_token(self, filter: FilterNode | None, cursor_field: str | None) -> Any:
         """A value that changes when the records within the filter change."""
         raise ConnectorError(f"{self.display} cannot report changes")
+
+    def usage(self) -> ApiUsage | None:
+        """The API calls made through this endpoint since it was opened, for a system that
+        meters them (reported as `apiCalls` in the run's logs and Dagster metadata); None
+        for one that does not."""
+        return None
 
 
 # -- the plugin side: how a project names a connector --------------------------------------

@@ -122,7 +122,10 @@ class RunBase:
     def execute(self) -> SyncExecutionResult:
         try:
             with self._held:
-                self._execute()
+                try:
+                    self._execute()
+                finally:
+                    self._report_usage()
         except RunBusy as exc:
             self.result.error(str(exc), code="ALREADY_RUNNING")
             self.result.log("warn", str(exc))
@@ -140,6 +143,24 @@ class RunBase:
 
     def _execute(self) -> None:
         raise NotImplementedError
+
+    def _report_usage(self) -> None:
+        """The API calls each metered endpoint of the run made, and what its system said
+        of its limits, into the result's logs (and `api_calls`, for Dagster's metadata)."""
+        seen: set[int] = set()
+        for name in ("source", "dest", "src", "dst"):
+            endpoint = getattr(self, name, None)
+            if endpoint is None or id(endpoint) in seen:
+                continue
+            seen.add(id(endpoint))
+            usage = endpoint.usage()
+            if usage is None:
+                continue
+            self.result.api_calls[endpoint.display] = usage.calls
+            self.result.log("info", f"{endpoint.display}: {usage.calls} API "
+                                    f"call{'' if usage.calls == 1 else 's'}")
+            for note in usage.notes:
+                self.result.log("info", f"{endpoint.display}: {note}")
 
     def take_lock(self, name: str) -> None:
         """One run of a sync at a time, whatever started it: hold the lock of its state for

@@ -36,6 +36,12 @@ class ResultBuilder:
     error_count: int = 0
     logs: list[str] = field(default_factory=list)
     cursor: Any = None
+    #: API calls by endpoint display name, for systems that meter them
+    api_calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_api_calls(self) -> int | None:
+        return sum(self.api_calls.values()) if self.api_calls else None
 
     @property
     def processed(self) -> int:

@@ -250,6 +250,8 @@ def build_sync_asset(
         meta = result_metadata(spec_dict, row_count(context, project, sync),
                                None if cursor is None else shown_cursor(cursor))
         meta.update(column_schema(context, project, sync))
+        if (calls := sync_run.result.total_api_calls) is not None:
+            meta["apiCalls"] = dg.MetadataValue.int(calls)
         selected = context.selected_asset_keys
         if spec.key in selected:
             yield dg.MaterializeResult(asset_key=spec.key, metadata=meta)

@@ -41,6 +41,7 @@ from ... import filters as objectql
 from ...filters import And, Condition, FieldRef, FilterNode, Not, Or
 from ..base import (
     CURSOR_COLUMN,
+    ApiUsage,
     BatchRefused,
     Capabilities,
     ConnectorError,
@@ -349,6 +350,9 @@ class ObjectStackRestTable(Endpoint):
         self.display = display or f"objectstack.{name}"
         self.api_calls = 0
         self._desc: Description | None = None
+
+    def usage(self) -> ApiUsage:
+        return ApiUsage(calls=self.api_calls)
 
     # -- calls ------------------------------------------------------------------------------
     def _call(self, doing: str, fn: Callable[..., T], *args: Any, write: bool = False,
