@@ -30,6 +30,7 @@ from engine_helpers import counts, create_table, delete, errors, insert, status,
 from objectstack_harness import objectstack_server  # noqa: F401  (a fixture)
 from objectstack_peer import ObjectStackPeer
 from s3_server import s3_server  # noqa: F401  (a fixture)
+from saas_peers import SAAS_PEERS
 
 T0 = datetime(2024, 1, 1, 10, 0, 0)
 PERSON = {"email": "text", "name": "text", "score": "integer", "updated_at": "datetime"}
@@ -38,9 +39,17 @@ _lakes = itertools.count()
 
 
 @pytest.fixture(params=["sqlite", "postgres", "duckdb", "mariadb", "memory", "objectstack",
-                        "files", "files-s3"])
+                        "files", "files-s3", *SAAS_PEERS])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "objectstack":
+    if request.param in SAAS_PEERS:
+        with SAAS_PEERS[request.param](request, tmp_path) as found:
+            # what the system's API does not allow is refused when a project loads (its
+            # own tests show that), so those tests do not apply to it
+            reason = getattr(found, "cannot", {}).get(request.node.originalname)
+            if reason:
+                pytest.skip(reason)
+            yield found
+    elif request.param == "objectstack":
         # the real server, through a proxy that can answer 429; its object `person` emptied
         found = ObjectStackPeer(request.getfixturevalue("objectstack_server"))
         found.create(found.people, PERSON, ["email"])
