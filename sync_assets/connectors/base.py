@@ -343,6 +343,9 @@ class ConnectorType:
     #: `schema.table` by default; a file path's folders and name, say)
     asset_key: Callable[[str], list[str]] = field(
         default=lambda resource: [p for p in resource.split(".") if p])
+    #: why its record sets cannot be described outside a run (an upstream Dagster asset's
+    #: output exists only inside one), so `validate --connect` leaves them to the run
+    not_live: str | None = None
 
 
 class _NoTransaction(AbstractContextManager[None]):

@@ -106,6 +106,7 @@ DAGSTER_ASSET = ConnectorType(
     resource_hint="the upstream asset's key path (e.g. analytics/churn_scores)",
     # the asset's own key: the Dagster layer keys this source by it, without the instance id
     asset_key=asset_key_parts,
+    not_live="an upstream asset's output exists only inside a Dagster run",
 )
 
 #: registered by registry.py before any plugin (a plugin may replace one by its name)

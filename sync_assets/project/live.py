@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import filters as objectql
 from ..connectors.base import ConnectorError, Description, Endpoint, TransientError
+from ..connectors.registry import connector_type
 from ..spec import DataSyncConfig
 from ..spec.errors import PathPart, Problem
 from ..spec.flow import flows
@@ -118,8 +119,16 @@ def _check_sync(project: Project, sync: SyncDefinition, describe: _Describer,
     found: list[tuple[tuple[PathPart, ...], str]] = []
     described: dict[Side, Described] = {}
     for side in ("source", "destination"):
+        endpoint = getattr(config, side)
+        settings = project.connectors.get(endpoint.connectorInstanceId or "")
+        why = (connector_type(getattr(settings, "type", "")).not_live
+               if settings is not None else None)
+        if why:
+            out.notices.append(sync.problem(_resource_path(config, side),
+                                            f"not checked here: {why}"))
+            continue
         try:
-            described[side] = describe(getattr(config, side))
+            described[side] = describe(endpoint)
         except ConnectorError as exc:
             out.unreachable.append(sync.problem((side,), project.redact(str(exc))))
     for side, (endpoint, desc) in described.items():
