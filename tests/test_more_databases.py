@@ -155,3 +155,42 @@ def test_batches_of_updates_and_inserts_of_every_type_are_written_set_based_exac
     assert held(other_db, "accounts") == expected(want + new)
     assert counts(sync(proj, "accounts", full_refresh=True)) == {
         "processed": 420, "skipped": 420}
+
+
+@pytest.fixture(params=["sqlite", "postgres", "duckdb", "mariadb"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/db.sqlite"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path}/db.duckdb"
+    return str(request.getfixturevalue("mysql_url"))
+
+
+def upsert_rows(url: str, table: str, rows: list[dict[str, Any]]) -> None:
+    endpoint = SqlTable(url, table)
+    with endpoint.transaction() as tx:
+        result = endpoint.write(tx, "upsert", ["id"], rows)
+    assert result.written == len(rows) and result.refused == []
+
+
+@pytest.mark.parametrize("unique", [True, False], ids=["native", "looked-up"])
+def test_upsert_by_a_unique_key_is_the_databases_own_and_without_one_looks_up(
+        any_db: str, unique: bool) -> None:
+    create_table(any_db, "tags", [
+        sa.Column("id", sa.Integer, primary_key=unique, autoincrement=False),
+        sa.Column("label", sa.String(50)), sa.Column("weight", sa.Numeric(8, 2))],
+        [{"id": 1, "label": "one", "weight": Decimal("1.50")},
+         {"id": 2, "label": "two", "weight": Decimal("2.00")}])
+    upsert_rows(any_db, "tags", [
+        {"id": 2, "label": "TWO", "weight": Decimal("2.25")},
+        {"id": 3, "label": "three", "weight": None},
+        *({"id": i, "label": f"n{i}", "weight": Decimal(i)} for i in range(10, 110))])
+    endpoint = SqlTable(any_db, "tags")
+    t = endpoint.table()
+    with endpoint.engine.connect() as conn:
+        got = [tuple(r) for r in conn.execute(sa.select(t.c.id, t.c.label, t.c.weight)
+                                              .order_by(t.c.id))]
+    assert got == [(1, "one", Decimal("1.50")), (2, "TWO", Decimal("2.25")),
+                   (3, "three", None), *((i, f"n{i}", Decimal(i)) for i in range(10, 110))]

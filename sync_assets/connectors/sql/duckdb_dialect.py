@@ -127,3 +127,23 @@ def as_arrow(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> pa.Tabl
         return pa.Table.from_pylist([{c: value(r.get(c)) for c in names} for r in rows])
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
+
+
+def upsert_arrow(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Table) -> None:
+    """Insert or update every row of `data` by `key` (a unique key of the table) in one
+    INSERT ... ON CONFLICT DO UPDATE that DuckDB reads from Arrow in place."""
+    raw = conn.connection.dbapi_connection
+    view = "_sync_assets_upserts"
+    preparer = conn.dialect.identifier_preparer
+    names = data.column_names
+    cols = ", ".join(preparer.quote(c) for c in names)
+    keys = ", ".join(preparer.quote(k) for k in key)
+    sets = ", ".join(f"{preparer.quote(c)} = EXCLUDED.{preparer.quote(c)}"
+                     for c in names if c not in key)
+    action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+    raw.register(view, data)  # type: ignore[union-attr]
+    try:
+        conn.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({cols}) "
+                             f"SELECT {cols} FROM {view} ON CONFLICT ({keys}) {action}")
+    finally:
+        raw.unregister(view)  # type: ignore[union-attr]

@@ -726,11 +726,51 @@ class SqlTable(Endpoint):
         if operation == "delete":
             keys = [tuple(r[k] for k in key) for r in rows]
             return WriteResult(written=self.delete(tx, key, keys))
+        if rows and self._native_upsert(tx, key, rows):
+            return WriteResult(written=len(rows))
         existing = {tuple(r[k] for k in key) for r in
                     self.fetch(tx, key, [tuple(r[k] for k in key) for r in rows], key)}
         self.update(tx, key, [r for r in rows if tuple(r[k] for k in key) in existing])
         self.insert(tx, [r for r in rows if tuple(r[k] for k in key) not in existing])
         return WriteResult(written=len(rows))
+
+    def _native_upsert(self, conn: Connection, key: Sequence[str], rows: Sequence[Record]
+                       ) -> bool:
+        """Insert or update the rows by `key` in one statement of the database's own upsert
+        (`ON CONFLICT ... DO UPDATE` on PostgreSQL, SQLite and DuckDB, `ON DUPLICATE KEY
+        UPDATE` on MySQL/MariaDB), where a unique constraint covers exactly the key. False,
+        having done nothing, elsewhere: the caller looks the keys up first."""
+        desc = self.describe()
+        if not desc.exists or not desc.is_unique(key):
+            return False
+        table = self.table()
+        names = list(rows[0])
+        columns = [c for c in names if c not in key]
+        if self._parsers():
+            rows = [self.coerce(r) for r in rows]
+        if self.dialect == "duckdb":
+            data = duckdb_dialect.as_arrow(rows, names)
+            if data is None:
+                return False
+            duckdb_dialect.upsert_arrow(conn, table, key, data)
+            return True
+        if mysql_dialect.is_mysql(self.dialect):
+            from sqlalchemy.dialects import mysql
+
+            mine = mysql.insert(table)
+            stmt = mine.on_duplicate_key_update(
+                {c: mine.inserted[c] for c in columns} if columns else {key[0]: table.c[key[0]]})
+        elif self.dialect in ("postgresql", "sqlite"):
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            base = (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+            stmt = (base.on_conflict_do_update(index_elements=list(key),
+                                               set_={c: base.excluded[c] for c in columns})
+                    if columns else base.on_conflict_do_nothing(index_elements=list(key)))
+        else:
+            return False
+        conn.execute(stmt, [{c: r.get(c) for c in names} for r in rows])
+        return True
 
     def write_one(self, tx: Connection, operation: Operation, key: Sequence[str], row: Record,
                   expected: Mapping[str, Any] | None = None) -> bool:
