@@ -13,13 +13,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .connectors.base import ConnectorError
-from .project import Project, load_project
-from .project.yaml_lines import line_of
-from .spec import SyncConfigError
-from .spec.errors import Problem
+if TYPE_CHECKING:  # loaded by the commands that need them: `--help` imports none of this
+    from .project import Project
+    from .spec.errors import Problem
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -49,6 +47,8 @@ def _problems_text(problems: Sequence[Problem]) -> str:
 
 
 def _sync_json(project: Project, name: str) -> dict[str, Any]:
+    from .project.yaml_lines import line_of
+
     sync = project.syncs[name]
     c = sync.config
     schedule = c.schedule.source if c.schedule is not None else None
@@ -59,6 +59,9 @@ def _sync_json(project: Project, name: str) -> dict[str, Any]:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from .project import load_project
+    from .spec import SyncConfigError
+
     try:
         project = load_project(args.paths)
     except SyncConfigError as exc:
@@ -138,6 +141,8 @@ def _plan_line(stats: dict[str, int]) -> str:
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import plan
+    from .project import load_project
+    from .spec import SyncConfigError
 
     try:
         project = load_project(args.project)
@@ -237,6 +242,7 @@ class _Stop:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .engine import run
+    from .project import load_project
 
     project = load_project(args.project)
     names = args.sync or sorted(project.syncs)
@@ -344,6 +350,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
         return EXIT_CONFIG if exc.code else EXIT_OK
+    from .connectors.base import ConnectorError
+    from .spec import SyncConfigError
+
     try:
         return int(args.func(args, out))
     except ConnectorError as exc:

@@ -9,8 +9,17 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .project import load_project
-from .spec.values import shown_cursor
+
+def load_project(paths: Any) -> Any:  # loaded when a command runs: `--help` stays light
+    from .project import load_project as load
+
+    return load(paths)
+
+
+def shown_cursor(value: Any) -> Any:
+    from .spec.values import shown_cursor as shown
+
+    return shown(value)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -786,3 +786,17 @@ def test_validate_connect_exits_2_when_it_found_problems_though_a_system_was_dow
         "p.yaml:13: syncs[1].destination.mapping.mail: 'mail' is not a field of "
         "objectstack.contact; its fields: id, email, name, updated_at",
         "1 problem found"]
+
+
+def test_help_imports_neither_pydantic_nor_sqlalchemy_nor_dagster() -> None:
+    # start-up is what a command imports: --help needs argparse alone
+    code = ("import contextlib, io, sys\n"
+            "from sync_assets.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['--help']) == 0\n"
+            "print(sorted(m for m in ('pydantic', 'sqlalchemy', 'dagster', 'pyarrow', 'yaml') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
