@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
     "utc": (pa.timestamp("us", "UTC"), moments.map(lambda d: d.replace(tzinfo=UTC))),
     "date": (pa.date32(), st.dates()),
     "float": (pa.float64(), st.floats(allow_nan=False)),  # the value-by-value fallback
+    "money": (pa.decimal128(12, 2), st.decimals(min_value=-(10**10) + 1, max_value=10**10 - 1,
+                                                places=2)),
+    "fine": (pa.decimal128(20, 10), st.decimals(min_value=-(10**10) + 1,
+                                                max_value=10**10 - 1, places=10)),
+    "whole": (pa.decimal128(38, 0), st.integers(-(10**38) + 1, 10**38 - 1).map(Decimal)),
+    "near-2**53": (pa.decimal128(20, 0), st.integers(2**53 - 2**21, 2**53 + 2**21).map(Decimal)),
 }
 
 
@@ -318,6 +325,76 @@ def test_timezone_aware_timestamps_keep_their_instant(pg_url: str, pg_url_2: str
     assert [(i, at and at.astimezone(UTC)) for i, at in got] == [
         (1, datetime(2024, 1, 1, 23, 30, tzinfo=UTC)),
         (2, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)), (3, None)]
+
+
+def test_money_and_floats_take_the_lane_on_postgresql_and_agree_with_the_record_path(
+        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    values = [Decimal("12.30"), Decimal("-0.05"), Decimal("100.00"), None, Decimal("0.00"),
+              Decimal("9999999999.99")]
+    floats = [1.5, float("nan"), float("inf"), float("-inf"), -0.0, None]
+    create_table(pg_url, "invoice", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("amount", sa.Numeric(12, 2)), sa.Column("ratio", sa.Float),
+        sa.Column("share", sa.REAL)],
+        [{"id": i, "amount": values[i % 6], "ratio": floats[i % 6],
+          "share": None if i % 6 == 5 else i / 4} for i in range(1, 301)])
+    lane_pages: list[int] = []
+    copy_out = arrow._copy_out
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = copy_out(*args, **kwargs)
+        if page is not None:
+            lane_pages.append(page.num_rows)
+        return page
+
+    monkeypatch.setattr(arrow, "_copy_out", counted)
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "invoices", "invoice", "invoices", audit=None, syncMode="full", batchSize=100,
+        mapping={"id": "id", "amount": "amount", "ratio": "ratio", "share": "share"}))
+
+    first = sync(proj, "invoices")
+
+    assert counts(first) == {"processed": 300, "inserted": 300}
+    assert sum(lane_pages) == 300  # read as Arrow tables, written by COPY
+    with engine_for(pg_url_2) as engine, engine.connect() as conn:
+        got = conn.execute(sa.text(
+            "SELECT id, amount, ratio::text, share FROM invoices ORDER BY id")).all()
+    text = {1.5: "1.5", float("inf"): "Infinity", float("-inf"): "-Infinity", -0.0: "-0"}
+    assert [tuple(r) for r in got] == [
+        (i, values[i % 6], None if floats[i % 6] is None else
+         "NaN" if i % 6 == 1 else text[floats[i % 6]],
+         None if i % 6 == 5 else pytest.approx(i / 4)) for i in range(1, 301)]
+    monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
+    again = sync(proj, "invoices")
+    assert counts(again) == {"processed": 300, "skipped": 300}  # the same fingerprints
+    execute(pg_url, "UPDATE invoice SET amount = 12.31 WHERE id = 6")
+    assert counts(sync(proj, "invoices")) == {"processed": 300, "updated": 1, "skipped": 299}
+
+
+def test_money_from_postgresql_lands_in_sqlite_as_the_record_path_writes_it(
+        pg_url: str, tmp_path: Path) -> None:
+    wh_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    create_table(pg_url, "invoice", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("amount", sa.Numeric(12, 2))],
+        [{"id": i, "amount": Decimal(i) / 4} for i in range(1, 201)])
+    stored: dict[str, list[Any]] = {}
+    for lane in ("arrow", "records"):
+        (tmp_path / lane).mkdir()
+        proj = project(tmp_path / lane, (pg_url, wh_url.replace("wh.db", f"{lane}.db")),
+                       to_warehouse("invoices", "invoice", "invoices", audit=None,
+                                    mapping={"id": "id", "amount": "amount"},
+                                    **({} if lane == "arrow" else {
+                                        "validation": {"required": ["amount"]}})))
+        result = sync(proj, "invoices")
+        assert counts(result) == {"processed": 200, "inserted": 200}
+        with engine_for(wh_url.replace("wh.db", f"{lane}.db")) as engine, \
+                engine.connect() as conn:
+            stored[lane] = [tuple(r) for r in conn.execute(sa.text(
+                "SELECT id, amount, typeof(amount) FROM invoices ORDER BY id"))]
+    assert stored["arrow"] == stored["records"]
 
 
 def test_sqlite_text_arrow_cannot_type_is_read_the_ordinary_way(tmp_path: Path) -> None:

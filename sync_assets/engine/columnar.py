@@ -39,9 +39,54 @@ def canonical_texts(arr: Any) -> Any:
         texts = _tag("t", arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(pa.string()))
     elif pa.types.is_date32(t):
         texts = _tag("d", arr.cast(pa.int32()).cast(pa.string()))
+    elif pa.types.is_decimal128(t) and t.precision <= 18:
+        texts = _decimal_texts(arr)
     else:
         return pa.array([canonical(v) for v in arr.to_pylist()], pa.string())
     return pc.fill_null(texts, "n")
+
+
+_SAFE_INT = 2**53
+
+
+def _unscaled(arr: Any) -> Any:
+    """The unscaled integers of a decimal128 array of at most 18 digits, as int64: the low
+    64 bits of each 128-bit little-endian value (the high ones are only its sign)."""
+    import numpy as np
+
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    low = words[2 * arr.offset: 2 * (arr.offset + len(arr)): 2]
+    return pa.array(low, pa.int64(), mask=arr.is_null().to_numpy(zero_copy_only=False))
+
+
+def _decimal_texts(arr: Any) -> Any:
+    """`canonical` of decimals of at most 18 digits, from their unscaled integers (Arrow's
+    own text of a decimal turns to exponents for small values): `plain` gives a whole number
+    below 2**53 as an int ("i12"), any other as its normalized text ("s12.5", "s0.001")."""
+    scale = arr.type.scale
+    number = _unscaled(arr)
+    negative = pc.less(number, 0)
+    digits = pc.abs(number).cast(pa.string())
+    if scale > 0:
+        digits = pc.utf8_lpad(digits, scale + 1, "0")
+        whole_part = pc.utf8_slice_codeunits(digits, 0, -scale)
+        fraction = pc.replace_substring_regex(
+            pc.utf8_slice_codeunits(digits, -scale, 2**31 - 1), r"0+$", "")
+        has_fraction = pc.greater(pc.utf8_length(fraction), 0)
+        text = pc.if_else(has_fraction,
+                          pc.binary_join_element_wise(whole_part, fraction, "."), whole_part)
+    else:
+        has_fraction = pc.equal(number, pc.add(number, 1))  # all false, nulls kept
+        text = digits
+    zero = pc.equal(text, "0")
+    text = pc.if_else(pc.and_(negative, pc.invert(zero)),
+                      pc.binary_join_element_wise("-", text, ""), text)
+    whole = pc.invert(has_fraction)
+    small = pc.less(pc.abs(number), pa.scalar(_SAFE_INT * 10**scale, pa.int64())) \
+        if scale <= 2 else pc.less(pc.abs(number).cast(pa.float64()),
+                                   pa.scalar(float(_SAFE_INT) * 10**scale))
+    return pc.if_else(pc.and_(whole, small), _tag("i", text), _tag("s", text))
 
 
 def payloads(table: pa.Table, fields: Sequence[str]) -> Any:

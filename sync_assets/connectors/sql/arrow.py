@@ -43,11 +43,18 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
 
 def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     """The Arrow type a column reads as in the fast lane, or None when only the ordinary
-    reader gives the values the engine expects (floats, decimals, JSON, UUIDs, ...)."""
+    reader gives the values the engine expects (JSON, UUIDs, SQLite's numbers, ...).
+    PostgreSQL's numeric of a declared precision (up to 38 digits) reads as that decimal, its
+    float and double as float64 (COPY writes both as the text the driver would parse)."""
     if isinstance(type_, sa.Boolean):
         return pa.bool_()
     if isinstance(type_, sa.Integer):
         return pa.int64()
+    if dialect == "postgresql" and isinstance(type_, sa.Float):
+        return pa.float64()
+    if (dialect == "postgresql" and isinstance(type_, sa.Numeric)
+            and type_.precision is not None and 0 < type_.precision <= 38):
+        return pa.decimal128(type_.precision, type_.scale or 0)
     if isinstance(type_, sa.DateTime):
         # SQLite stores text without a zone; PostgreSQL's timestamptz reads as UTC
         return pa.timestamp("us", "UTC" if type_.timezone and dialect != "sqlite" else None)
