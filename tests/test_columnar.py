@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync_assets.connectors.sql.arrow import prefetched as _prefetched
@@ -63,6 +63,7 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
 
 
 @pytest.mark.parametrize("kind", list(COLUMNS))
+@settings(deadline=None)  # the first example of a kind pays for Arrow's kernels, once
 @given(data=st.data())
 def test_canonical_texts_equal_the_record_paths(kind: str, data: st.DataObject) -> None:
     type_, values = COLUMNS[kind]
