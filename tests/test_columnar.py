@@ -398,6 +398,36 @@ def test_money_from_postgresql_lands_in_sqlite_as_the_record_path_writes_it(
     assert stored["arrow"] == stored["records"]
 
 
+def test_sqlite_floats_take_the_lane_and_agree_with_the_record_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    os_url, wh_url = f"sqlite:///{tmp_path / 'os.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
+    floats = [1.5, float("inf"), float("-inf"), -0.0, None, 1e-300, 0.1]
+    create_table(os_url, "reading", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("value", sa.Float)],
+        [{"id": i, "value": floats[i % 7]} for i in range(1, 301)])
+    pages: list[int] = []
+    original = arrow._sqlite_array
+
+    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
+        out = original(values, type_)
+        if pa.types.is_floating(type_):
+            pages.append(len(out))
+        return out
+
+    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    proj = project(tmp_path, (os_url, wh_url), to_warehouse(
+        "readings", "reading", "readings", audit=None, syncMode="full", batchSize=100,
+        mapping={"id": "id", "value": "value"}))
+    assert counts(sync(proj, "readings")) == {"processed": 300, "inserted": 300}
+    assert sum(pages) == 300
+    assert rows(wh_url, "readings", "id") == [(i, floats[i % 7]) for i in range(1, 301)]
+    monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
+    assert counts(sync(proj, "readings")) == {"processed": 300, "skipped": 300}
+
+
 def test_sqlite_text_arrow_cannot_type_is_read_the_ordinary_way(tmp_path: Path) -> None:
     os_url = f"sqlite:///{tmp_path / 'os.db'}"
     wh_url = f"sqlite:///{tmp_path / 'wh.db'}"

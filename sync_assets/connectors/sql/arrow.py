@@ -43,14 +43,14 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
 
 def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     """The Arrow type a column reads as in the fast lane, or None when only the ordinary
-    reader gives the values the engine expects (JSON, UUIDs, SQLite's numbers, ...).
-    PostgreSQL's numeric of a declared precision (up to 38 digits) reads as that decimal, its
-    float and double as float64 (COPY writes both as the text the driver would parse)."""
+    reader gives the values the engine expects (JSON, UUIDs, SQLite's numeric, ...).
+    PostgreSQL's numeric of a declared precision (up to 38 digits) reads as that decimal
+    (COPY writes the text the driver would parse); float and double as float64."""
     if isinstance(type_, sa.Boolean):
         return pa.bool_()
     if isinstance(type_, sa.Integer):
         return pa.int64()
-    if dialect == "postgresql" and isinstance(type_, sa.Float):
+    if dialect in ("postgresql", "sqlite") and isinstance(type_, sa.Float):
         return pa.float64()
     if (dialect == "postgresql" and isinstance(type_, sa.Numeric)
             and type_.precision is not None and 0 < type_.precision <= 38):
