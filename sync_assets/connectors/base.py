@@ -160,6 +160,9 @@ class Capabilities:
     idempotent_inserts: bool = False
     #: `write_arrow` inserts Arrow tables in one go (the engine's bulk first loads)
     arrow_writes: bool = False
+    #: `count()` tells how many records the set holds; a write-only API cannot, and the
+    #: engine then neither checks drift against it nor reports a row count
+    countable: bool = True
     #: between `begin_run` and `end_run`, committed transactions become visible together
     #: when the run ends (a file rewritten once per run, not once per batch): the engine
     #: then saves their records' state only after `end_run(commit=True)`
@@ -315,6 +318,18 @@ class Endpoint(ABC):
 
 
 # -- the plugin side: how a project names a connector --------------------------------------
+@dataclass(frozen=True)
+class SyncUse:
+    """How a sync uses one record set of a connector: the side it is named on, whether the
+    sync reads it, writes it or both, and the write's operation and match key."""
+
+    side: Literal["source", "destination"]
+    role: Literal["read", "written", "both"]
+    operation: str
+    match_key: tuple[str, ...]
+
+
+
 class ConnectorSettingsBase(BaseModel):
     """Settings of a connector instance: strict (unknown keys are typos), frozen."""
 
@@ -346,6 +361,9 @@ class ConnectorType:
     #: why its record sets cannot be described outside a run (an upstream Dagster asset's
     #: output exists only inside one), so `validate --connect` leaves them to the run
     not_live: str | None = None
+    #: (settings, use) -> what the system cannot do for that use, as (path, message) pairs
+    #: (a write-only API read, an operation its endpoints lack): load-time errors
+    check_use: Callable[[Any, SyncUse], list[tuple[tuple[str, ...], str]]] | None = None
 
 
 class _NoTransaction(AbstractContextManager[None]):

@@ -111,3 +111,37 @@ DAGSTER_ASSET = ConnectorType(
 
 #: registered by registry.py before any plugin (a plugin may replace one by its name)
 BUILTIN = (SQL, MEMORY, OBJECTSTACK, FILES, DAGSTER_ASSET)
+
+from .http.settings import HttpSettings  # noqa: E402  (appended: other types above)
+from .http.settings import check_use as http_check_use  # noqa: E402
+from .segment.settings import SegmentSettings  # noqa: E402
+from .segment.settings import check_use as segment_check_use  # noqa: E402
+
+SEGMENT = ConnectorType(
+    name="segment", settings=SegmentSettings,
+    open=_opener(".segment.connector", "open_segment"), kinds=lambda s: {"segment"},
+    summary="a Segment source, written by identify calls (writeKey, baseUrl); destination "
+            "only, operation upsert",
+    resource_hint="a name for the profiles written (e.g. users)",
+    check_use=segment_check_use,
+)
+HTTP = ConnectorType(
+    name="http", settings=HttpSettings,
+    open=_opener(".http.connector", "open_http"), kinds=lambda s: {"http"},
+    summary="any JSON API over HTTP (baseUrl, auth, read with pagination, write endpoints)",
+    resource_hint="the record set, filled into the paths' {resource}",
+    check_use=http_check_use,
+)
+BUILTIN = (*BUILTIN, SEGMENT, HTTP)
+
+from .google_sheets.settings import GoogleSheetsSettings  # noqa: E402
+from .google_sheets.settings import kinds as google_sheets_kinds  # noqa: E402
+
+GOOGLE_SHEETS = ConnectorType(
+    name="google_sheets", settings=GoogleSheetsSettings,
+    open=_opener(".google_sheets.connector", "open_tab"), kinds=google_sheets_kinds,
+    summary="a tab of a Google spreadsheet, header row = fields (spreadsheetId, "
+            "serviceAccountKey, key, columns)",
+    resource_hint="the tab's title (e.g. Contacts)",
+)
+BUILTIN = (*BUILTIN, GOOGLE_SHEETS)

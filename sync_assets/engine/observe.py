@@ -34,9 +34,10 @@ def change_token(project: Project, sync_name: str) -> str:
 
 
 def destination_row_count(project: Project, sync_name: str) -> int | None:
-    """Rows in the destination now, or None when it does not exist (yet)."""
+    """Rows in the destination now, or None when it does not exist (yet) or cannot say."""
     config = project.sync(sync_name).config
-    return open_endpoint(project, config.destination).count()
+    endpoint = open_endpoint(project, config.destination)
+    return endpoint.count() if endpoint.capabilities.countable else None
 
 
 def written_columns(project: Project, sync_name: str) -> list[tuple[str, str]] | None:

@@ -151,7 +151,7 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         dropped or emptied, rows deleted by someone): forget them, and the cursor, so this
         run reads the source again and writes exactly those back (fingerprints skip the
         rest). Found by a count, then by looking the state's keys up where it falls short."""
-        if self.append or self.op == "delete":
+        if self.append or self.op == "delete" or not self.dest.capabilities.countable:
             return
         held = self.state.count(conn)
         if not held:

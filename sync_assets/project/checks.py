@@ -283,11 +283,37 @@ def check_names(config: DataSyncConfig) -> Found:
             for path, name, what in named if name == ""]
 
 
+def check_uses(config: DataSyncConfig, connectors: Mapping[str, Any]) -> Found:
+    """What the connector types named say they cannot do for this sync (a write-only API
+    read, an operation its endpoints lack): `ConnectorType.check_use`."""
+    from ..connectors.base import SyncUse
+    from ..connectors.registry import connector_types
+
+    found: Found = []
+    pairs = flows(config)
+    for side in ("source", "destination"):
+        endpoint = getattr(config, side)
+        settings = connectors.get(endpoint.connectorInstanceId or "")
+        if endpoint.connectorInstanceId is None or settings is None:
+            continue
+        kind = connector_types().get(getattr(settings, "type", ""))
+        if kind is None or kind.check_use is None:
+            continue
+        read = any(r == side for r, _ in pairs)
+        written = any(w == side for _, w in pairs)
+        role = "both" if read and written else "read" if read else "written"
+        use = SyncUse(side, role, config.destination.operation,  # type: ignore[arg-type]
+                      tuple(config.destination.matchKey or ()))
+        found += [(tuple(path), message) for path, message in kind.check_use(settings, use)]
+    return found
+
+
 def check_sync(config: DataSyncConfig, connectors: Mapping[str, Any],
                objectstack: Any = None) -> Found:
     return [
         *check_names(config),
         *check_keys(config, connectors, objectstack),
+        *check_uses(config, connectors),
         *check_direction(config),
         *check_endpoints(config, connectors),
         *check_schedule(config),
