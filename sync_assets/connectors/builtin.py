@@ -145,3 +145,16 @@ GOOGLE_SHEETS = ConnectorType(
     resource_hint="the tab's title (e.g. Contacts)",
 )
 BUILTIN = (*BUILTIN, GOOGLE_SHEETS)
+
+from .hubspot.settings import HubSpotSettings  # noqa: E402
+from .hubspot.settings import check_use as hubspot_check_use  # noqa: E402
+from .hubspot.settings import kinds as hubspot_kinds  # noqa: E402
+
+HUBSPOT = ConnectorType(
+    name="hubspot", settings=HubSpotSettings,
+    open=_opener(".hubspot.connector", "open_hubspot"), kinds=hubspot_kinds,
+    summary="HubSpot CRM v3 objects through a private app (token, baseUrl, requestsPer10s)",
+    resource_hint="the object type (contacts, companies, deals, or a custom type id 2-...)",
+    check_use=hubspot_check_use,
+)
+BUILTIN = (*BUILTIN, HUBSPOT)
