@@ -158,3 +158,16 @@ HUBSPOT = ConnectorType(
     check_use=hubspot_check_use,
 )
 BUILTIN = (*BUILTIN, HUBSPOT)
+
+from .salesforce.settings import SalesforceSettings  # noqa: E402
+from .salesforce.settings import check_use as salesforce_check_use  # noqa: E402
+
+SALESFORCE = ConnectorType(
+    name="salesforce", settings=SalesforceSettings,
+    open=_opener(".salesforce.connector", "open_salesforce"), kinds=lambda s: {"salesforce"},
+    summary="Salesforce sObjects: SOQL reads, sObject Collections and Bulk API 2.0 writes "
+            "(auth, clientId, clientSecret, loginUrl, instanceUrl)",
+    resource_hint="the sObject's API name (e.g. Contact, or Person__c)",
+    check_use=salesforce_check_use,
+)
+BUILTIN = (*BUILTIN, SALESFORCE)
