@@ -107,8 +107,10 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         self.shard = self._shard_filter()
         self._open_state()
         self.take_lock(self.state_name)
+        if self.options.shard and not self.options.dry_run:
+            self._create_state_first()
         with self.state_host.transaction(rollback=self.options.dry_run) as conn:
-            self._ensure_state(conn)  # a dry run creates nothing: this is rolled back too
+            self.state.ensure(conn)  # a dry run creates nothing: this is rolled back too
             self._repair_drift(conn)
             cursor = self.state.load_cursor(conn)
             nothing_synced = not self.state.has_records(conn)
@@ -211,15 +213,14 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
                                 f"{', '.join(columns)} hash to {index} modulo {count}")
         return tuple(columns), index, count
 
-    def _ensure_state(self, conn: Any) -> None:
-        """Create the state tables if missing. Shards may be creating them at this moment:
-        each first tries in a transaction of its own, where losing the race only fails that
-        transaction, and the check in `conn` then finds the tables there."""
-        if self.options.shard and not self.options.dry_run:
-            with contextlib.suppress(BatchRefused, TransientError), \
-                    self.state_host.transaction() as own:
-                self.state.ensure(own)
-        self.state.ensure(conn)
+    def _create_state_first(self) -> None:
+        """Shards may be creating the state tables at this moment: each first tries in a
+        transaction of its own, before the run's first state transaction (on SQLite a second
+        writer would wait for that one), where losing the race only fails this attempt; the
+        check in the run's transaction then finds the tables there."""
+        with contextlib.suppress(BatchRefused, TransientError), \
+                self.state_host.transaction() as own:
+            self.state.ensure(own)
 
     def _create_destination_first(self) -> None:
         """Shards create a missing destination before reading, in a transaction of its own,
