@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from ... import filters as objectql
 from ...filters import And, Condition, FilterNode
+from ..arrow_types import kind_of, read_type
 from ..base import (
     CURSOR_COLUMN,
     Capabilities,
@@ -38,51 +39,6 @@ from .settings import AssetSourceSettings, asset_path
 _RECORD_SLICE = 4096
 
 
-def kind_of(t: pa.DataType) -> str:
-    """The portable kind of an Arrow type."""
-    if pa.types.is_dictionary(t):
-        return kind_of(t.value_type)
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
-        return "text"
-    if pa.types.is_timestamp(t):
-        return "datetime"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_time(t):
-        return "time"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "binary"
-    if pa.types.is_nested(t):
-        return "json"
-    return "unknown"
-
-
-def _read_type(t: pa.DataType) -> pa.DataType:
-    """The type a column is read as: one string type and one timestamp unit whatever built
-    the table (pandas gives nanoseconds and, from 3.0, large strings), dictionaries
-    (categoricals) decoded, so values are the engine's plain Python values and its columnar
-    fingerprints know every type."""
-    if pa.types.is_dictionary(t):
-        return _read_type(t.value_type)
-    if pa.types.is_large_string(t) or pa.types.is_null(t) or pa.types.is_string_view(t):
-        return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.binary()
-    if pa.types.is_timestamp(t) and t.unit != "us":
-        return pa.timestamp("us", t.tz)
-    if pa.types.is_time(t) and t.unit != "us":
-        return pa.time64("us")
-    return t
-
-
 def normalized(table: pa.Table, display: str) -> pa.Table:
     """The table with the types it is read as (nanoseconds truncated to microseconds, the
     precision every destination keeps) and without pandas' schema metadata."""
@@ -93,7 +49,7 @@ def normalized(table: pa.Table, display: str) -> pa.Table:
                              f"{', '.join(doubled)}: give each column its own name")
     columns, fields = [], []
     for f, column in zip(table.schema, table.columns, strict=True):
-        t = _read_type(f.type)
+        t = read_type(f.type)
         if t != f.type:
             try:
                 column = column.cast(t, safe=False)

@@ -57,6 +57,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ... import filters as objectql
 from ...filters import And, Condition, FieldRef, FilterNode, Or
+from ..arrow_types import kind_of, read_type
 from ..base import (
     CURSOR_COLUMN,
     Capabilities,
@@ -91,48 +92,6 @@ _KIND_TYPES: dict[str, pa.DataType] = {
     "datetime": pa.timestamp("us"), "time": pa.time64("us"), "json": pa.string(),
     "binary": pa.binary(), "uuid": pa.string(), "unknown": pa.string(),
 }
-
-
-def kind_of(t: pa.DataType) -> str:
-    """The portable kind of an Arrow type."""
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "text"
-    if pa.types.is_timestamp(t):
-        return "datetime"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_time(t):
-        return "time"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "binary"
-    if pa.types.is_dictionary(t):
-        return kind_of(t.value_type)
-    if pa.types.is_nested(t):
-        return "json"
-    return "unknown"
-
-
-def _read_type(t: pa.DataType) -> pa.DataType:
-    """The type a column is read as: one string and one timestamp unit whatever wrote the
-    file (pandas writes nanoseconds, Arrow large strings), dictionaries decoded, so pages
-    are alike and the engine's columnar fingerprints know every type."""
-    if pa.types.is_dictionary(t):
-        return _read_type(t.value_type)
-    if pa.types.is_large_string(t) or pa.types.is_null(t):
-        return pa.string()
-    if pa.types.is_large_binary(t):
-        return pa.binary()
-    if pa.types.is_timestamp(t) and t.unit != "us":
-        return pa.timestamp("us", t.tz)
-    return t
 
 
 @dataclass(frozen=True)
@@ -331,7 +290,7 @@ class FilesTable(Endpoint):
         for f in raw:
             kind = self.settings.columns.get(f.name)
             if kind is None or (kind == "json" and pa.types.is_nested(f.type)):
-                fields.append(pa.field(f.name, _read_type(f.type)))
+                fields.append(pa.field(f.name, read_type(f.type)))
             else:
                 fields.append(pa.field(f.name, _KIND_TYPES[kind]))
         return pa.schema(fields)
@@ -472,7 +431,7 @@ class FilesTable(Endpoint):
     def _cast(self, table: pa.Table, schema: pa.Schema) -> pa.Table:
         columns = []
         for name, column in zip(table.column_names, table.columns, strict=True):
-            want = schema.field(name).type if name in schema.names else _read_type(column.type)
+            want = schema.field(name).type if name in schema.names else read_type(column.type)
             if column.type != want:
                 column = column.cast(want, safe=False)
             columns.append(column)
