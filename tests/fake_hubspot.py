@@ -92,6 +92,7 @@ class Stored:
     created_ms: int
     updated_ms: int
     archived: bool = False
+    archived_ms: int | None = None
 
 
 @dataclass
@@ -183,6 +184,15 @@ class FakeHubSpot:
             kind = self.types[object_type]
             kind.unindex(kind.records[record_id])
             kind.records[record_id].archived = True
+            kind.records[record_id].archived_ms = self._now()
+
+    def purge(self, object_type: str, record_id: str) -> None:
+        """A permanent delete (after 90 days in the recycle bin, or a GDPR delete): the
+        record is gone, archived list included."""
+        with self.lock:
+            kind = self.types[object_type]
+            kind.unindex(kind.records[record_id])
+            del kind.records[record_id]
 
     def live(self, object_type: str) -> list[Stored]:
         """The records not archived, by id."""
@@ -273,7 +283,8 @@ class FakeHubSpot:
         return {"id": stored.id,
                 "properties": {n: stored.properties.get(n) for n in names},
                 "createdAt": _iso(stored.created_ms), "updatedAt": _iso(stored.updated_ms),
-                "archived": stored.archived}
+                "archived": stored.archived,
+                **({"archivedAt": _iso(stored.archived_ms)} if stored.archived_ms else {})}
 
     def _stamps(self) -> dict[str, str]:
         now = _iso(round(time.time() * 1000))
@@ -367,6 +378,28 @@ class FakeHubSpot:
                                                  "readOnlyDefinition": prop.read_only,
                                                  "readOnlyValue": prop.read_only}})
                 return 200, {"results": out}, self._headers()
+
+        @api.route("GET", "/crm/v3/objects/<object_type>")
+        def list_page(request: Request, object_type: str) -> Answer:
+            with self.lock:
+                refused = self._authorized(request, object_type)
+                if refused:
+                    return refused
+                kind = self.types[object_type]
+                archived = request.args.get("archived", "false") == "true"
+                limit = int(request.args.get("limit", "10"))
+                wanted = [p for p in request.args.get("properties", "").split(",") if p]
+                ordered = sorted((r for r in kind.records.values() if r.archived == archived),
+                                 key=lambda r: int(r.id))
+                after = request.args.get("after")
+                if after is not None:
+                    ordered = [r for r in ordered if int(r.id) > int(after)]
+                page = ordered[:limit]
+                body: dict[str, Any] = {"results": [self._public(kind, r, wanted)
+                                                    for r in page]}
+                if len(ordered) > limit:
+                    body["paging"] = {"next": {"after": page[-1].id}}
+                return 200, body, self._headers()
 
         @api.route("POST", "/crm/v3/objects/<object_type>/search")
         def search(request: Request, object_type: str) -> Answer:
@@ -509,9 +542,9 @@ class FakeHubSpot:
                 kind = self.types[object_type]
                 for item in request.get_json()["inputs"]:
                     found = kind.records.get(item["id"])
-                    if found is not None:
+                    if found is not None and not found.archived:
                         kind.unindex(found)
-                        found.archived = True
+                        found.archived, found.archived_ms = True, self._now()
                 return 204, None, self._headers()
 
     def _conflict(self, kind: ObjectType, values: Mapping[str, str], trace: str | None

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -67,6 +67,10 @@ class SoqlError(Exception):
         super().__init__(message)
 
 
+#: when the fake's org was created (no record was physically deleted before)
+ORG_CREATED = datetime(2020, 1, 1, tzinfo=UTC)
+
+
 @dataclass
 class SObject:
     name: str
@@ -78,6 +82,8 @@ class SObject:
 
     #: unique and External ID fields: comparable value -> Ids of live records holding it
     index: dict[str, dict[Any, set[str]]] = field(default_factory=dict)
+    #: when the recycle bin was last emptied (getDeleted's earliestDateAvailable after it)
+    purged_at: datetime | None = None
 
     def live(self) -> Iterator[dict[str, Any]]:
         return (r for r in self.records.values() if not r["IsDeleted"])
@@ -457,6 +463,15 @@ class FakeSalesforce:
                 if all(self._plain(record.get(k)) == v for k, v in key.items()):
                     obj.drop(record)
                     self._stamp(record)
+
+    def empty_recycle_bin(self, name: str) -> None:
+        """An administrator empties the recycle bin: deleted records are gone for good, and
+        neither queryAll nor getDeleted reports deletes before now any more."""
+        with self.api.lock:
+            obj = self.objects[name]
+            for record_id in [i for i, r in obj.records.items() if r["IsDeleted"]]:
+                del obj.records[record_id]
+            obj.purged_at = self._now()
 
     @staticmethod
     def _plain(value: Any) -> Any:
@@ -935,12 +950,18 @@ class FakeSalesforce:
                 return 404, error("NOT_FOUND", "The requested resource does not exist"), {}
             start = datetime.fromisoformat(request.args["start"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(request.args["end"].replace("Z", "+00:00"))
+            if end - start <= timedelta(minutes=1):
+                # "startDate must chronologically precede endDate by more than one minute"
+                api.violations.append(f"getDeleted from {start} to {end}: under a minute")
+            if start < self._now() - timedelta(days=15):
+                # "Results are returned for no more than 15 days previous"
+                api.violations.append(f"getDeleted from {start}: over 15 days ago")
             with api.lock:
                 found = [{"id": r["Id"], "deletedDate": sf_time(r["SystemModstamp"])}
                          for r in obj.records.values()
                          if r["IsDeleted"] and start <= r["SystemModstamp"] <= end]
-                earliest = min((r["CreatedDate"] for r in obj.records.values()),
-                               default=start)
+                # the last physical delete: the bin's emptying, else none since the org began
+                earliest = obj.purged_at or ORG_CREATED
             return 200, {"deletedRecords": found, "earliestDateAvailable": sf_time(earliest),
                          "latestDateCovered": sf_time(min(end, self._now()))}, {}
 

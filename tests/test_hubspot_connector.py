@@ -385,6 +385,71 @@ def test_archived_records_are_mirrored_away(tmp_path: Path, fake: FakeHubSpot) -
     assert [r[0] for r in warehouse_rows(tmp_path)] == ["p1@x.io", "p3@x.io", "p4@x.io"]
 
 
+MIRROR = {"connectorInstanceId": "wh", "externalResource": "people", "operation": "sync",
+          "matchKey": ["email"], "mapping": {"email": "email", "name": "name", "score": "score"}}
+
+
+def whole_searches(fake: FakeHubSpot) -> list[Any]:
+    """Searches bounded by no change time (GTE): reads of every record."""
+    return [c.body for c in fake.api.calls if c.path.endswith("/search")
+            and c.body.get("limit") != 1
+            and not any(f["operator"] in ("GTE", "NOT_HAS_PROPERTY")
+                        for g in c.body.get("filterGroups", []) for f in g["filters"])]
+
+
+def test_an_incremental_mirror_takes_the_archived_records_and_reads_only_changes(
+        tmp_path: Path, fake: FakeHubSpot) -> None:
+    ids = fake.seed("contacts", [{"email": f"p{i}@x.io", "name": f"n{i}", "score": i}
+                                 for i in range(1, 6)])
+    project = from_hubspot(tmp_path, fake, changeTrackingField="lastmodifieddate",
+                           destination=MIRROR)
+    assert counts(run(project, "people")) == {"processed": 5, "inserted": 5}
+    time.sleep(0.01)
+    fake.archive("contacts", ids[1])
+    fake.api.calls.clear()
+    second = run(project, "people")
+    assert counts(second) == {"processed": 1, "deleted": 1}
+    assert whole_searches(fake) == []
+    listed = [c for c in fake.api.calls if c.method == "GET"
+              and c.path == "/crm/v3/objects/contacts"]
+    assert [c.query["archived"] for c in listed] == [["true"]]
+    assert any("reports 1 record deleted since" in m for m in messages(second))
+    assert [r[0] for r in warehouse_rows(tmp_path)] == ["p1@x.io", "p3@x.io", "p4@x.io",
+                                                        "p5@x.io"]
+    assert "deleted" not in counts(run(project, "people"))
+
+
+def test_archived_records_are_listed_100_a_page_and_only_those_archived_since_the_cursor(
+        fake: FakeHubSpot) -> None:
+    ids = fake.seed("contacts", [{"email": f"p{i}@x.io", "name": f"n{i}", "score": i}
+                                 for i in range(1, 251)])
+    for rid in ids[:30]:
+        fake.archive("contacts", rid)
+    time.sleep(0.01)
+    since = datetime.now(UTC).replace(tzinfo=None)
+    time.sleep(0.01)
+    for rid in ids[30:230]:
+        fake.archive("contacts", rid)
+    fake.api.calls.clear()
+    request = ReadRequest(columns=["email"], order_by=["lastmodifieddate"], batch_size=64,
+                          cursor_field="lastmodifieddate", lower=since)
+    pages = list(endpoint(fake).read_deletes(request) or [])
+    assert [len(p) for p in pages] == [64, 64, 64, 8]
+    assert sorted(r["email"] for p in pages for r in p) == sorted(
+        f"p{i}@x.io" for i in range(31, 231))
+    assert [c.query["limit"] for c in fake.api.calls if c.method == "GET"
+            and c.path == "/crm/v3/objects/contacts"] == [["100"], ["100"], ["100"]]
+
+
+def test_a_cursor_older_than_hubspots_90_days_of_archives_reads_every_key(
+        fake: FakeHubSpot) -> None:
+    fake.seed("contacts", [{"email": "p1@x.io", "name": "n1", "score": 1}])
+    request = ReadRequest(columns=["email"], order_by=["lastmodifieddate"], batch_size=10,
+                          cursor_field="lastmodifieddate",
+                          lower=datetime.now(UTC).replace(tzinfo=None) - timedelta(days=91))
+    assert endpoint(fake).read_deletes(request) is None
+
+
 def test_a_read_re_anchors_before_the_search_cap_and_reads_each_record_once(
         tmp_path: Path, fake: FakeHubSpot) -> None:
     # 10,250 records, three to a change time: the 10,000th shares its time with the next two

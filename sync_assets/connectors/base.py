@@ -240,6 +240,15 @@ class Endpoint(ABC):
         """Pages as Arrow tables where the system has a fast columnar path, else None."""
         return None
 
+    def read_deletes(self, request: ReadRequest) -> Iterator[list[Record]] | None:
+        """The records the system reports deleted since `request.lower` (a value of
+        `request.cursor_field`, inclusive), with `request.columns` as they were, in pages.
+        None where it cannot report every such delete: it keeps no record of them, or
+        `lower` is older than what it keeps. A mirror (`operation: sync`) then reads every
+        key of the source to find what left it; with deletes reported, an incremental run
+        reads only what changed."""
+        return None
+
     # -- write ------------------------------------------------------------------------------
     def transaction(self, *, rollback: bool = False) -> AbstractContextManager[Any]:
         """A unit of writes: committed when the block ends (rolled back on error or when
@@ -261,6 +270,13 @@ class Endpoint(ABC):
     def write_arrow(self, tx: Any, data: Any) -> bool:
         """Insert an Arrow table in one go where the system can; False: use `write`."""
         return False
+
+    def differing(self, tx: Any, key: Sequence[str], data: Any) -> list[int] | None:
+        """The indices of an Arrow table's rows (columns named as this record set's fields)
+        that it does not hold as they are: no record with their `key`, or one holding
+        another value. None where the system cannot tell set-based: the engine then looks
+        the records up and compares them one by one (a full refresh)."""
+        return None
 
     # -- one run's writes, published together (`publishes_per_run`) --------------------------
     def begin_run(self, run_id: str) -> None:

@@ -53,6 +53,10 @@ class RecordSet:
     #: the next write calls that fail transiently, each with its Retry-After (seconds)
     faults: list[float | None] = field(default_factory=list)
     calls: int = 0
+    #: records deleted by `MemoryStore.delete`, as they were with their deletion's changes
+    tombstones: list[Record] = field(default_factory=list)
+    #: the oldest change value whose deletes are still reported (None: every one kept)
+    tombstones_from: Any = None
 
 
 class MemoryStore:
@@ -70,6 +74,23 @@ class MemoryStore:
         with self.lock:
             self.sets[name] = record_set
         return record_set
+
+    def delete(self, name: str, key: Sequence[Any], **changes: Any) -> None:
+        """A user's delete in the system: the record removed, and kept as a tombstone with
+        `changes` applied (its deletion's change time, say) for `read_deletes`."""
+        with self.lock:
+            record_set = self.sets[name]
+            gone = record_set.rows.pop(tuple(key))
+            record_set.tombstones.append({**gone, **changes})
+
+    def purge_tombstones(self, name: str, before: Any, cursor_field: str) -> None:
+        """Forget the deletes older than `before`, as systems do after a while."""
+        with self.lock:
+            record_set = self.sets[name]
+            record_set.tombstones = [t for t in record_set.tombstones
+                                     if t.get(cursor_field) is not None
+                                     and t[cursor_field] >= before]
+            record_set.tombstones_from = before
 
     def records(self, name: str) -> list[Record]:
         """The records of a set, in key order (for tests and users' checks)."""
@@ -109,6 +130,8 @@ class MemorySettings(ConnectorSettingsBase):
     ordered_reads: bool = Field(default=True, alias="orderedReads")
     #: answers the largest cursor value (False: cannot tell, as some APIs)
     high_water_marks: bool = Field(default=True, alias="highWaterMarks")
+    #: reports the records deleted since a cursor value (`MemoryStore.delete`'s tombstones)
+    reports_deletes: bool = Field(default=False, alias="reportsDeletes")
 
 
 class MemoryTable(Endpoint):
@@ -121,11 +144,13 @@ class MemoryTable(Endpoint):
     )
 
     def __init__(self, store: MemoryStore, name: str, display: str | None = None, *,
-                 ordered_reads: bool = True, high_water_marks: bool = True) -> None:
+                 ordered_reads: bool = True, high_water_marks: bool = True,
+                 reports_deletes: bool = False) -> None:
         self.store = store
         self.name = name
         self.display = display or f"memory.{name}"
         self.high_water_marks = high_water_marks
+        self.reports_deletes = reports_deletes
         if not ordered_reads:
             self.capabilities = replace(MemoryTable.capabilities, ordered_reads=False)
 
@@ -186,6 +211,20 @@ class MemoryTable(Endpoint):
                     out[CURSOR_COLUMN] = r.get(request.cursor_field)
                 page.append(out)
             yield page
+
+    def read_deletes(self, request: ReadRequest) -> Iterator[list[Record]] | None:
+        ctf = request.cursor_field
+        if not self.reports_deletes or ctf is None:
+            return None
+        with self.store.lock:
+            record_set = self._set()
+            kept_from = record_set.tombstones_from
+            if kept_from is not None and (request.lower is None or request.lower < kept_from):
+                return None  # some of the deletes asked for are forgotten
+            rows = [dict(t) for t in record_set.tombstones if t.get(ctf) is not None
+                    and (request.lower is None or t[ctf] >= request.lower)]
+        rows.sort(key=lambda r: _sortable(tuple(r.get(c) for c in request.order_by)))
+        return self._pages(rows, request)
 
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
         if not self.high_water_marks:
@@ -261,4 +300,5 @@ class MemoryTable(Endpoint):
 def open_memory(settings: MemorySettings, resource: str, display: str) -> MemoryTable:
     return MemoryTable(store(settings.store), resource, display,
                        ordered_reads=settings.ordered_reads,
-                       high_water_marks=settings.high_water_marks)
+                       high_water_marks=settings.high_water_marks,
+                       reports_deletes=settings.reports_deletes)

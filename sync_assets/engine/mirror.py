@@ -1,21 +1,31 @@
-"""Mirror deletes of `operation: sync`: every source key read into the run's own temporary
-table, the records this sync created and the source no longer holds deleted, under the
-mass-delete guard."""
+"""Mirror deletes of `operation: sync`: the records this sync created and the source no
+longer holds (or no longer lets through its filter), deleted under the mass-delete guard.
+They are found one of two ways: from the deletes the source reports since the run's cursor
+(`Endpoint.read_deletes`) plus the changed records that left the filter, before the run
+reads; or, where the source reports none, by every source key read into the run's own
+temporary table after it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from .. import filters as objectql
 from ..connectors.base import (
     ReadRequest,
     Record,
 )
+from ..spec.values import shown_cursor
 from . import columnar
 from .common import RunFailed
 from .records import record_key
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 class Mirror:
@@ -28,8 +38,8 @@ class Mirror:
         renamed = self.mapper.plain_sources
         direct = all(k in renamed for k in self.key)
         # Keys that are plain renames are read alone; others need the whole mapping.
-        columns = ([renamed[k] for k in self.key] + self.source_id if direct
-                   else request.columns)
+        columns = ([renamed[k] for k in self.key] + self.source_id
+                   + self._filtered_here(request.filter) if direct else request.columns)
         request = ReadRequest(**{**request.__dict__, "cursor_field": None, "lower": None,
                                  "columns": list(dict.fromkeys(columns)),
                                  "order_by": self.source_id, "batch_size": 20000})
@@ -54,6 +64,80 @@ class Mirror:
                     keys.append(record_key(values))
             self.state.mark_seen(conn, keys)
 
+    def _reported_deletes(self, cursor: Any) -> bool:
+        """Mirror deletes from what the source reports deleted since the run's cursor, and
+        from the records changed since then that left the filter; run before the read, so
+        that a record deleted and created again under its key ends written. True when done
+        this way; False when the source cannot report its deletes for this window (or a
+        reported record has no match key), and `_mirror_deletes` reads every key instead."""
+        if cursor is None or not self.dest_exists:
+            return False
+        request = self._request(cursor)
+        ctf = request.cursor_field
+        if ctf is None:  # a full read: the mirror compares every key anyway
+            return False
+        since = ReadRequest(**{**request.__dict__, "filter": None, "upper": None,
+                               "shard": None, "order_by": [ctf, *self.source_id]})
+        pages = self.source.read_deletes(since)
+        if pages is None:
+            return False
+        keys = self._keys_of(pages)
+        if keys is None:
+            return False
+        reported = len(keys)
+        left = 0
+        if request.filter is not None:
+            outside = self._keys_of(self._left_filter(request))
+            if outside is None:
+                return False
+            left = len(outside)
+            keys.extend(outside)
+        with self.state_host.transaction(rollback=True) as conn:
+            tracked = self.state.count(conn, created_only=True)
+            known = self.state.fingerprints(conn, list(dict.fromkeys(keys)))
+        planned = sorted(k for k, (_fp, created) in known.items() if created)
+        also = (f"; {_records(left)} changed since then {'is' if left == 1 else 'are'} "
+                "outside the filter" if request.filter is not None else "")
+        self.result.log("info", f"{self.source.display} reports {_records(reported)} deleted "
+                                f"since {shown_cursor(cursor)}{also}; {len(planned)} of them "
+                                f"{'was' if len(planned) == 1 else 'were'} created by this sync")
+        self._delete_planned(planned, tracked)
+        return True
+
+    def _left_filter(self, request: ReadRequest) -> Iterator[list[Record]]:
+        """Records changed since the cursor (and those without a change value, read every
+        run) that the filter no longer lets through, read without the filter."""
+        assert request.filter is not None
+        fields = objectql.filter_fields(request.filter) & set(self.mapper.source.fields)
+        columns = list(dict.fromkeys([*request.columns, *sorted(fields)]))
+        changed = ReadRequest(**{**request.__dict__, "filter": None, "upper": None,
+                                 "shard": None, "columns": columns})
+        nulls = ReadRequest(**{**changed.__dict__, "cursor_field": None, "lower": None,
+                               "order_by": self.source_id, "null_cursor": request.cursor_field})
+        for part in (changed, nulls):
+            for page in self.source.read_batches(part):
+                yield [r for r in page if not objectql.evaluate_filter(request.filter, r)]
+
+    def _keys_of(self, pages: Iterable[list[Record]]) -> list[str] | None:
+        """The destination match keys of source records; None if one has none."""
+        renamed = self.mapper.plain_sources
+        direct = all(k in renamed for k in self.key)
+        keys: list[str] = []
+        for page in pages:
+            for row in page:
+                if direct:
+                    values = tuple(row.get(renamed[k]) for k in self.key)
+                else:
+                    mapped, _ = self.mapper.map(row)
+                    values = tuple(mapped.get(k) for k in self.key)
+                if any(v is None for v in values):
+                    self.result.log("warn", f"a record {self.source.display} reports deleted "
+                                            "has no match key: every source key is read to "
+                                            "find what left it")
+                    return None
+                keys.append(record_key(values))
+        return keys
+
     def _mirror_deletes(self) -> None:
         if not self.dest_exists:
             return
@@ -70,7 +154,12 @@ class Mirror:
                 return
             tracked = self.state.count(conn, created_only=True)
             planned = self.state.unseen_created_keys(conn)
-            gone = len(planned)
+        self._delete_planned(planned, tracked)
+
+    def _delete_planned(self, planned: list[str], tracked: int) -> None:
+        """Delete these keys' records (created by this sync, gone from the source) under the
+        mass-delete guard, 500 a transaction, each with its records' state."""
+        gone = len(planned)
         if not gone:
             return
         share = gone / tracked if tracked else 1.0

@@ -132,13 +132,14 @@ class SyncRun(Reading, Deciding, Writing, Retrying, BulkLane, Mirror, RunBase):
         self.key_unknown = 0
         self.bulk_written = 0
         with self._published_once():
+            reported = self.mirror and self._reported_deletes(cursor)
             try:
                 self._read_and_write(cursor)
                 self._settle_failures(self._request(cursor))
             finally:  # failures met before a stop are retried by the next run
                 with contextlib.suppress(ConnectorError, TransientError, BatchRefused):
                     self._flush_failures_alone()
-            if self.op == "sync":
+            if self.mirror and not reported:
                 self._mirror_deletes()
         if self.bulk_written:
             with self.state_host.transaction() as conn:

@@ -53,7 +53,7 @@ class Reading:
                                         "only what changed")
         columns = list(dict.fromkeys([
             *self.mapper.source_fields, *self.validator.source_fields(self.mapper.available),
-            *self.source_id, *([ctf] if ctf else []),
+            *self.source_id, *([ctf] if ctf else []), *self._filtered_here(filt),
         ]))
         return ReadRequest(
             columns=columns,
@@ -64,6 +64,13 @@ class Reading:
             lower=cursor if incremental else None,
             shard=self.shard,
         )
+
+    def _filtered_here(self, filt: objectql.FilterNode | None) -> list[str]:
+        """The fields a filter the source cannot apply names: read, so that it is evaluated
+        here on them."""
+        if filt is None or self.source.capabilities.filter_pushdown:
+            return []
+        return sorted(objectql.filter_fields(filt) & set(self.mapper.source.fields))
 
     def _read_and_write(self, cursor: Any) -> None:
         request = self._request(cursor)
@@ -185,11 +192,14 @@ class Reading:
         """An Arrow page outside a first load: its records whose fingerprints the state
         already holds are counted skipped a column at a time, set-based, and only the rest
         become records for the record path (a rerun with nothing changed makes no Python
-        object per record). Where a record could need more than its fingerprint (a full
-        refresh compares with the destination, a key the source may repeat, a record that
-        failed before), the whole page takes the record path."""
-        if (self.options.full_refresh or self.run_keys is not None or self.append
-                or self.mapper.renames is None or self.failed_before):
+        object per record). Where a record could need more than its fingerprint (a key the
+        source may repeat, a record that failed before), the whole page takes the record
+        path. A full refresh compares the page with the destination set-based where
+        the destination can (`_refreshed_page`)."""
+        refresh = self.options.full_refresh
+        if (self.run_keys is not None or self.append or self.mapper.renames is None
+                or self.failed_before or (refresh and (not self.dest_exists
+                                                       or self.op == "delete"))):
             self._record_page(page.to_pylist(), request)
             return
         sources = [s for s, _ in self.mapper.renames]
@@ -202,6 +212,9 @@ class Reading:
         fps = columnar.fingerprints(data, targets)
         with self.state_host.transaction(rollback=True) as sconn:
             known = self.state.fingerprints(sconn, keys)
+        if refresh:
+            self._refreshed_page(page, data, keys, fps, known, request)
+            return
         changed = [i for i, (k, fp) in enumerate(zip(keys, fps, strict=True))
                    if known.get(k, ("",))[0] != fp]
         unchanged = page.num_rows - len(changed)
@@ -217,6 +230,32 @@ class Reading:
             self._count(Outcome(skipped=unchanged - at_boundary))
         if changed:
             self._record_page(page.take(changed).to_pylist(), request,
+                              cursor=self._page_cursor(page, request))
+        elif self._page_cursors(request):
+            self._write_with_policy([], self._page_cursor(page, request))
+
+    def _refreshed_page(self, page: pa.Table, data: pa.Table, keys: list[str],
+                        fps: list[str], known: dict[str, tuple[str, bool]],
+                        request: ReadRequest) -> None:
+        """A full refresh's page, compared with the destination by the destination itself
+        (`Endpoint.differing`): the records it holds as they are are skipped, their state
+        fingerprints set right where they were not; only the rest take the record path."""
+        with self.dest.transaction(rollback=True) as conn:
+            differ = self.dest.differing(conn, self.key, data)
+        if differ is None:
+            self._record_page(page.to_pylist(), request)
+            return
+        other = set(differ)
+        same = [i for i in range(page.num_rows) if i not in other]
+        repaired = [(keys[i], fps[i], known.get(keys[i], ("", False))[1]) for i in same
+                    if known.get(keys[i], ("",))[0] != fps[i]]
+        if repaired and not self.options.dry_run:
+            with self.state_host.transaction() as sconn:
+                self.state.save_records(sconn, repaired, set(known))
+        if same:
+            self._count(Outcome(skipped=len(same)))
+        if differ:
+            self._record_page(page.take(differ).to_pylist(), request,
                               cursor=self._page_cursor(page, request))
         elif self._page_cursors(request):
             self._write_with_policy([], self._page_cursor(page, request))

@@ -20,8 +20,12 @@
 - Before the first write of an endpoint, ingest jobs on the object still being processed
   (a run killed after closing one) are waited for, so that such a job cannot land over what
   this run writes.
-- Deletes reported by the org: `read_deleted` (queryAll, `IsDeleted = true`) and
-  `deleted_ids` (the getDeleted resource).
+- Deletes reported by the org (`read_deletes`, what a mirror uses instead of reading every
+  key): the Ids from the getDeleted resource since the cursor, and the deleted records' fields
+  from queryAll (`IsDeleted = true`). None, so the mirror reads every key, when the cursor is
+  older than the 15 days getDeleted covers, when the recycle bin was emptied since the cursor
+  (`earliestDateAvailable`), or when a deleted record's fields are gone and the key is not
+  `Id`.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ COLLECTION_LIMIT = 200
 QUERY_PAGE = 2000
 #: keys per lookup query, and the longest WHERE clause a lookup sends (a GET's URL is limited)
 LOOKUP_CHUNK = 200
+#: how far back getDeleted reports deletes ("no more than 15 days previous")
+DELETES_KEPT = timedelta(days=15)
 LOOKUP_WHERE_CHARS = 9000
 #: Bulk API 2.0 job states that end a job
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
@@ -92,6 +98,10 @@ def field_kind(meta: Mapping[str, Any]) -> str:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _soql_instant(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _instant(text: str) -> datetime | None:
@@ -492,6 +502,42 @@ class SalesforceObject(Endpoint):
             yield clause(chunk)
 
     # -- deletes the org reports ------------------------------------------------------------
+    def read_deletes(self, request: ReadRequest) -> Iterator[list[Record]] | None:
+        ctf = request.cursor_field
+        if ctf is None or request.lower is None:
+            return None
+        if self._known([ctf], "reading deletes of")[ctf].kind != "datetime":
+            return None  # deletes are stamped in time; a cursor of another kind cannot say
+        moment = self._floor(request.lower)
+        if not isinstance(moment, datetime):
+            return None
+        now = datetime.now(UTC).replace(microsecond=0)
+        if moment < now - DELETES_KEPT:
+            return None
+        # a delete stamps SystemModstamp, never before the change field: reading from the
+        # cursor's instant on reports every delete since it (the window's start must be over
+        # a minute before its end)
+        start = min(moment, now - timedelta(minutes=2))
+        found = self._json("reading deletes of", "GET", f"/sobjects/{quote(self.name)}/deleted/",
+                           params={"start": _soql_instant(start),
+                                   "end": _soql_instant(now + timedelta(minutes=1))})
+        earliest = _instant(str(found.get("earliestDateAvailable") or ""))
+        if earliest is not None and earliest > start:
+            return None  # the recycle bin was emptied since: some deletes are gone
+        ids = [str(d["id"]) for d in found.get("deletedRecords") or []]
+        columns = [c for c in request.columns if c != CURSOR_COLUMN]
+        if not ids:
+            return iter([])
+        if list(columns) == ["Id"]:
+            rows: list[Record] = [{"Id": i} for i in ids]
+        else:
+            held = {str(r["Id"]): r for r in self.read_deleted(columns, since=start)}
+            if any(i not in held for i in ids):
+                return None  # a record deleted for good: its key is not known any more
+            rows = [held[i] for i in ids]
+        size = max(1, int(request.batch_size))
+        return iter([rows[i : i + size] for i in range(0, len(rows), size)])
+
     def read_deleted(self, columns: Sequence[str], since: datetime | None = None
                      ) -> list[Record]:
         """Records deleted (in the recycle bin) since an instant, by queryAll on IsDeleted:
@@ -507,12 +553,9 @@ class SalesforceObject(Endpoint):
 
     def deleted_ids(self, start: datetime, end: datetime) -> list[tuple[str, datetime]]:
         """(Id, deleted at) of the records deleted between two instants (getDeleted)."""
-        def text(moment: datetime) -> str:
-            return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
         found = self._json("reading deletes of", "GET",
                            f"/sobjects/{quote(self.name)}/deleted/",
-                           params={"start": text(start), "end": text(end)})
+                           params={"start": _soql_instant(start), "end": _soql_instant(end)})
         return [(str(d["id"]), _instant(str(d["deletedDate"])) or d["deletedDate"])
                 for d in found.get("deletedRecords") or []]
 
