@@ -791,6 +791,11 @@ class SqlTable(Endpoint):
         arrow.insert(tx, self.table(), data)
         return True
 
+    def differing(self, tx: Connection, key: Sequence[str], data: Any) -> list[int] | None:
+        from . import compare
+
+        return compare.differing(tx, self.table(), key, data)
+
     def read_arrow(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any] | None:
         """Pages as Arrow tables (PostgreSQL: COPY parsed by Arrow, read ahead in a thread),
         or None where the lane cannot read these columns."""

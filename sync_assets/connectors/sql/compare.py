@@ -1,0 +1,61 @@
+"""Which rows of an Arrow page a table lacks or holds otherwise, found by the database: the
+page staged into a temporary table of the table's own column types (the path a write
+takes, so values compare as they would be stored) and joined to the table on the match key,
+NULL-safe (`IS DISTINCT FROM`). A full refresh with nothing changed then reads, stages and
+joins, and makes no Python object per record."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+_ROW = "sync_assets_row"
+_names = itertools.count(1)
+
+
+def _comparable(column: Any, dialect: str) -> Any:
+    """A column as it can be compared: PostgreSQL's json has no equality, jsonb has."""
+    if dialect == "postgresql" and isinstance(column.type, sa.JSON) \
+            and not isinstance(column.type, JSONB):
+        return sa.cast(column, JSONB)
+    return column
+
+
+def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Table
+              ) -> list[int] | None:
+    """Indices of `data`'s rows that `table` does not hold as they are: no row with their
+    key, or one with another value in a column of `data`. None where this database cannot
+    tell set-based (the caller compares record by record)."""
+    from . import arrow
+
+    dialect = conn.dialect.name
+    if dialect not in ("postgresql", "sqlite") or not data.num_rows:
+        return None if data.num_rows else []
+    columns = list(data.column_names)
+    if any(c not in table.c for c in columns) or any(k not in columns for k in key):
+        return None
+    stage = sa.Table(
+        f"sync_assets_compare_{next(_names)}", sa.MetaData(),
+        *[sa.Column(c, table.c[c].type) for c in columns],
+        sa.Column(_ROW, sa.Integer), prefixes=["TEMPORARY"])
+    stage.create(conn)
+    try:
+        arrow.insert(conn, stage, data.append_column(
+            _ROW, pa.array(range(data.num_rows), pa.int32())))
+        held = table.alias("held")
+        on = sa.and_(*[stage.c[k] == held.c[k] for k in key])
+        changed = [
+            _comparable(stage.c[c], dialect).is_distinct_from(_comparable(held.c[c], dialect))
+            for c in columns if c not in key]
+        query = (sa.select(stage.c[_ROW]).select_from(stage.outerjoin(held, on))
+                 .where(sa.or_(held.c[key[0]].is_(None), *changed)))
+        found = sorted(int(r) for r in conn.execute(query).scalars())
+    finally:
+        stage.drop(conn)
+    return found

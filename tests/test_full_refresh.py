@@ -1,0 +1,108 @@
+"""`--full-refresh` on the Arrow lane: each page compared with the destination by the
+destination (staged and joined, `Endpoint.differing`), so a refresh with nothing changed
+makes no record object, one that finds a row changed by someone writes exactly that row, and
+a lost state is rebuilt from what the destination holds. Run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sync_assets.engine import run
+from sync_assets.engine.reading import Reading
+
+from engine_helpers import counts, create_table, execute, project, rows, to_warehouse
+
+N = 2500
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def person(i: int) -> dict[str, Any]:
+    return {"id": i, "email": f"p{i}@x.io", "name": None if i % 7 == 0 else f"name {i}",
+            "amount": Decimal(i * 37 % 10_000) / 100, "ratio": i / 8, "active": i % 3 == 0,
+            "born": date(1990, 1, 1) + timedelta(days=i),
+            "updated_at": T0 + timedelta(seconds=i)}
+
+
+MAPPING = {"email": "email", "name": "name", "amount": "amount", "ratio": "ratio",
+           "active": "active", "born": "born", "updated_at": "updated_at"}
+
+
+@pytest.fixture
+def synced(tmp_path: Path, backend: tuple[str, str]) -> tuple[Any, str]:
+    source, warehouse = backend
+    create_table(source, "people", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.Text, unique=True, nullable=False), sa.Column("name", sa.Text),
+        sa.Column("amount", sa.Numeric(12, 2)), sa.Column("ratio", sa.Float),
+        sa.Column("active", sa.Boolean), sa.Column("born", sa.Date),
+        sa.Column("updated_at", sa.DateTime(timezone=True))],
+        [person(i) for i in range(1, N + 1)])
+    mapping = dict(MAPPING)
+    if source.startswith("sqlite"):  # SQLite's numeric is not read by the Arrow lane yet
+        del mapping["amount"]
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "people", "people", mapping=mapping, matchKey=["email"],
+        changeTrackingField="updated_at", batchSize=1000))
+    assert counts(run(proj, "people")) == {"processed": N, "inserted": N}
+    return proj, warehouse
+
+
+@pytest.fixture
+def record_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of records each call of the record path got."""
+    sizes: list[int] = []
+    original = Reading._record_page
+
+    def counted(self: Any, page: Any, request: Any, cursor: Any = None) -> None:
+        sizes.append(len(page))
+        original(self, page, request, cursor)
+
+    monkeypatch.setattr(Reading, "_record_page", counted)
+    return sizes
+
+
+def test_a_refresh_with_nothing_changed_skips_every_record_set_based(
+        synced: tuple[Any, str], record_path: list[int]) -> None:
+    proj, _ = synced
+    assert counts(run(proj, "people", full_refresh=True)) == {"processed": N, "skipped": N}
+    assert record_path == []
+
+
+def test_a_refresh_writes_back_exactly_the_row_someone_changed(
+        synced: tuple[Any, str], record_path: list[int]) -> None:
+    proj, warehouse = synced
+    execute(warehouse, "UPDATE people SET name = 'edited', ratio = 1 WHERE email = 'p41@x.io'",
+            "UPDATE people SET active = NULL WHERE email = 'p43@x.io'")
+    assert counts(run(proj, "people", full_refresh=True)) == {
+        "processed": N, "updated": 2, "skipped": N - 2}
+    assert record_path == [2]
+    with sa.create_engine(warehouse).connect() as conn:
+        held = {r.email: r for r in conn.execute(sa.text("SELECT * FROM people"))}
+    assert (held["p41@x.io"].name, held["p41@x.io"].ratio) == ("name 41", 41 / 8)
+    assert held["p43@x.io"].active in (False, 0)
+
+
+def test_a_refresh_rebuilds_a_lost_state_from_the_destination(
+        synced: tuple[Any, str], record_path: list[int]) -> None:
+    proj, warehouse = synced
+    execute(warehouse, "DELETE FROM _sync_assets_records")
+    assert counts(run(proj, "people", full_refresh=True)) == {"processed": N, "skipped": N}
+    assert record_path == []
+    # the fingerprints are back: an incremental run from the start skips every record too
+    execute(warehouse, "DELETE FROM _sync_assets_cursor")
+    assert counts(run(proj, "people")) == {"processed": N, "skipped": N}
+    assert record_path == []
+
+
+def test_a_planned_refresh_changes_nothing(synced: tuple[Any, str]) -> None:
+    proj, warehouse = synced
+    execute(warehouse, "UPDATE people SET name = 'edited' WHERE email = 'p42@x.io'")
+    assert counts(run(proj, "people", full_refresh=True, dry_run=True)) == {
+        "processed": N, "updated": 1, "skipped": N - 1}
+    assert {r[0]: r[1] for r in rows(warehouse, "people", "email")}["p42@x.io"] == "edited"
