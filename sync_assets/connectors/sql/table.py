@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, BIT, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, BIT, INTERVAL, JSONB
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
@@ -222,6 +222,9 @@ def generic_type(type_: Any) -> Any:
         return sa.Text()
     if isinstance(type_, JSONB):
         return _JSON()
+    if isinstance(generic, sa.Interval):
+        # read as PostgreSQL's interval text (_IntervalText): an interval there, text elsewhere
+        return sa.Text().with_variant(INTERVAL(), "postgresql")
     return generic
 
 
@@ -323,15 +326,38 @@ class _SqliteDateTime(SQLITE_DATETIME):
                                    full.replace(" ", "T")]))
 
 
+class _IntervalText(sa.types.TypeDecorator[Any]):
+    """A PostgreSQL interval, read as its own text ('1 year 2 mons 3 days 04:05:06'): a
+    timedelta holds no months, and the driver's 30-day month would change the value
+    written back. PostgreSQL parses the text to the same interval; a timedelta still binds."""
+
+    impl = INTERVAL
+    cache_ok = True
+
+    def column_expression(self, column: Any) -> Any:
+        return sa.cast(column, sa.Text)
+
+    def as_generic(self, allow_nulltype: bool = False) -> Any:
+        return sa.Interval()
+
+    @property
+    def python_type(self) -> type:
+        return str
+
+
 def _adapted(table: sa.Table, dialect: str) -> sa.Table:
     """Column types as this engine binds them. A missing value in a JSON column is SQL NULL,
     not the JSON text `null` (SQLAlchemy's default for bound parameters): the same as the
-    COPY paths and the source. SQLite timestamps keep SQLite's own text form."""
+    COPY paths and the source. SQLite timestamps keep SQLite's own text form; PostgreSQL
+    intervals are read as their text."""
     for column in table.columns:
         if isinstance(column.type, sa.JSON):
             column.type.none_as_null = True
         elif dialect == "sqlite" and isinstance(column.type, sa.DateTime):
             column.type = _SqliteDateTime()
+        elif dialect == "postgresql" and isinstance(column.type, INTERVAL):
+            column.type = _IntervalText(fields=column.type.fields,
+                                        precision=column.type.precision)
     return table
 
 
@@ -945,7 +971,7 @@ class SqlTable(Endpoint):
                 elif python_type is float and self.engine.dialect.driver == "psycopg2":
                     parsers[column.name] = _negative_zero_as_text
                 elif sqlite and python_type is not Decimal and not isinstance(
-                        column.type, sa.Numeric):
+                        column.type, sa.Numeric | sa.JSON):  # JSON encodes its values
                     # sqlite3 binds no Decimal: give its text, which the column's
                     # affinity stores as SQLite would store that literal
                     parsers[column.name] = _sqlite_value
