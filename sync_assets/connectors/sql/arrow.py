@@ -1,15 +1,17 @@
 """Arrow reads and bulk writes for SQL tables: the engine's fast lane.
 
-PostgreSQL (psycopg2) pages are read with `COPY (SELECT ...) TO STDOUT` as CSV and parsed by
-Arrow's CSV reader, so no Python object is made per value; SQLite pages come from the driver
-as tuples and become typed Arrow arrays. Bulk writes go the other way: Arrow's CSV writer into
-`COPY ... FROM STDIN` on PostgreSQL, `executemany` with SQLAlchemy's own value processing on
-SQLite. A page Arrow cannot type (an unparsable timestamp, text in an integer column) is read
-again the ordinary way and handed on as records, so the lane never changes what is read.
+PostgreSQL pages (psycopg2 or psycopg 3) are read with `COPY (SELECT ...) TO STDOUT` as CSV
+and parsed by Arrow's CSV reader, so no Python object is made per value; SQLite pages come
+from the driver as tuples and become typed Arrow arrays. Bulk writes go the other way: Arrow's
+CSV writer into `COPY ... FROM STDIN` on PostgreSQL, `executemany` with SQLAlchemy's own value
+processing on SQLite. A page Arrow cannot type (an unparsable timestamp, text in an integer
+column) is read again the ordinary way and handed on as records, so the lane never changes
+what is read.
 
 The SELECT is the one `SqlTable.read_batches` runs (same filter, bounds, order and keyset
-pagination), rendered with its parameters by the driver itself (`mogrify`) because COPY takes
-no parameters.
+pagination), rendered with its parameters by the driver itself (`mogrify`: psycopg2's cursor,
+psycopg 3's ClientCursor) because COPY takes no parameters. The driver-specific part, COPY
+and mogrify, is pgcopy's adapter; everything here is one code path for both drivers.
 """
 
 from __future__ import annotations
@@ -66,13 +68,12 @@ def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
 
 
 def lane_available(endpoint: Any) -> bool:
-    """Whether this endpoint reads and writes Arrow batches (PostgreSQL with psycopg2, or
-    SQLite)."""
+    """Whether this endpoint reads and writes Arrow batches (PostgreSQL with psycopg2 or
+    psycopg 3, or SQLite)."""
     if not hasattr(endpoint, "page_statement"):  # a SqlTable (no import: table uses us)
         return False
     dialect = endpoint.engine.dialect
-    return dialect.name == "sqlite" or (dialect.name == "postgresql"
-                                        and dialect.driver == "psycopg2")
+    return dialect.name == "sqlite" or pgcopy.supported(dialect)
 
 
 def schema_for(endpoint: SqlTable, columns: Sequence[str],
@@ -135,13 +136,12 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
 
 def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        query = cursor.mogrify(str(compiled), compiled.construct_params()).decode()
-    finally:
-        cursor.close()
+        query = pgcopy.mogrify(conn, str(compiled), compiled.construct_params())
+    except sa.exc.ProgrammingError:  # a value the driver cannot render without SQLAlchemy's
+        return None                  # own processing (a JSON filter value): read as records
     buffer = io.BytesIO()
-    pgcopy.copy(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
+    pgcopy.copy_out(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
     if not buffer.tell():
         return schema.empty_table()
     buffer.seek(0)
@@ -174,15 +174,16 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     """Insert every row of `data` (columns named as the table's) in the open transaction."""
     if not data.num_rows:
         return
-    if conn.dialect.name == "postgresql":
+    if pgcopy.supported(conn.dialect):
         buffer = io.BytesIO()
         pacsv.write_csv(_fast_csv_types(data), buffer,
                         pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
-        preparer = conn.dialect.identifier_preparer
-        cols = ", ".join(preparer.quote(c) for c in data.column_names)
-        pgcopy.copy(conn, f"COPY {preparer.format_table(table)} ({cols}) FROM STDIN "
-                          "WITH (FORMAT csv)", buffer)
+        target = pgcopy.copy_target(conn, table, data.column_names)
+        pgcopy.copy_in(conn, f"COPY {target} FROM STDIN WITH (FORMAT csv)", buffer)
+        return
+    if conn.dialect.name != "sqlite":  # a PostgreSQL driver without COPY (pg8000, ...)
+        conn.execute(sa.insert(table), data.to_pylist())
         return
     # SQLite: the values SQLAlchemy would bind (its DateTime text form, ...), without building
     # a dict per row

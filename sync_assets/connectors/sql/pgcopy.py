@@ -1,24 +1,31 @@
 """PostgreSQL COPY for bulk inserts and updates: rows streamed in COPY's text format, inside
 the caller's transaction (so the engine's batch atomicity holds), several times faster than
 INSERTs; updates go through a temporary table and one UPDATE ... FROM, not a statement per
-row."""
+row.
+
+COPY runs on the driver's own connection, through a small adapter per driver (`_DRIVERS`):
+psycopg2 (`cursor.copy_expert`, `cursor.mogrify`) and psycopg 3 (`cursor.copy()`,
+`ClientCursor.mogrify`). Everything else here (the COPY text, the staged UPDATE, error
+wrapping) is one code path for both. `supported(dialect)` says whether a connection has it."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _SPECIAL = re.compile(r"[\\\t\n\r]")
 MIN_ROWS = 64  # below this, an INSERT's round trip is as cheap
+_CHUNK = 128 * 1024  # bytes handed to the driver at a time (psycopg 3's own largest send)
 
 
 def _text(value: Any) -> str:
@@ -41,6 +48,118 @@ def _text(value: Any) -> str:
     return str(value).translate(_ESCAPES)
 
 
+# -- the drivers ------------------------------------------------------------------------------
+class _Driver(Protocol):
+    """What COPY needs of a driver, on its raw connection (SQLAlchemy's driver_connection)."""
+
+    def copy_in(self, raw: Any, sql: str, file: IO[Any]) -> None:
+        """Run `COPY ... FROM STDIN` with the data read from `file` (bytes or text)."""
+
+    def copy_out(self, raw: Any, sql: str, file: IO[bytes]) -> None:
+        """Run `COPY ... TO STDOUT`, writing the data to `file`."""
+
+    def mogrify(self, raw: Any, sql: str, params: Mapping[str, Any]) -> str:
+        """The statement with its `%(name)s` parameters rendered as SQL literals."""
+
+
+class _Psycopg2:
+    def copy_in(self, raw: Any, sql: str, file: IO[Any]) -> None:
+        with raw.cursor() as cursor:
+            cursor.copy_expert(sql, file, size=_CHUNK)
+
+    def copy_out(self, raw: Any, sql: str, file: IO[bytes]) -> None:
+        with raw.cursor() as cursor:
+            cursor.copy_expert(sql, file)
+
+    def mogrify(self, raw: Any, sql: str, params: Mapping[str, Any]) -> str:
+        with raw.cursor() as cursor:
+            return str(cursor.mogrify(sql, params).decode())
+
+
+class _Psycopg3:
+    def copy_in(self, raw: Any, sql: str, file: IO[Any]) -> None:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            while data := file.read(_CHUNK):
+                copy.write(data)
+
+    def copy_out(self, raw: Any, sql: str, file: IO[bytes]) -> None:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            write = file.write
+            for data in copy:  # a row at a time, as libpq hands them over
+                write(data)
+
+    def mogrify(self, raw: Any, sql: str, params: Mapping[str, Any]) -> str:
+        import psycopg
+
+        with psycopg.ClientCursor(raw) as cursor:
+            return cursor.mogrify(sql, params)
+
+
+_DRIVERS: dict[str, _Driver] = {"psycopg2": _Psycopg2(), "psycopg": _Psycopg3()}
+
+
+def supported(dialect: Dialect) -> bool:
+    """Whether COPY runs on this dialect's connections: PostgreSQL with psycopg2 or 3."""
+    return dialect.name == "postgresql" and dialect.driver in _DRIVERS
+
+
+def _driver(conn: Connection) -> tuple[_Driver, Any]:
+    """The connection's COPY adapter and its raw driver connection."""
+    driver = _DRIVERS.get(conn.dialect.driver) if conn.dialect.name == "postgresql" else None
+    if driver is None:
+        raise NotImplementedError(f"COPY needs PostgreSQL with psycopg2 or psycopg 3, not "
+                                  f"{conn.dialect.name}+{conn.dialect.driver}")
+    return driver, conn.connection.driver_connection
+
+
+@contextmanager
+def _sqlalchemy_errors(conn: Connection, sql: str) -> Iterator[None]:
+    """A database error raised as SQLAlchemy's DBAPIError (IntegrityError, DataError,
+    OperationalError, ...), as for any other statement the engine runs and whichever driver
+    raised it: the engine's error handling sees COPY failures too. The statement shown is
+    cut before its first parenthesis (no column list, no query, no values)."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql.split("(", 1)[0], None, exc, dbapi.Error,
+                                         dialect=conn.dialect) from None
+
+
+def copy_in(conn: Connection, sql: str, file: IO[Any]) -> None:
+    """`COPY ... FROM STDIN`, the data read from `file`, in the connection's transaction."""
+    driver, raw = _driver(conn)
+    with _sqlalchemy_errors(conn, sql):
+        driver.copy_in(raw, sql, file)
+
+
+def copy_out(conn: Connection, sql: str, file: IO[bytes]) -> None:
+    """`COPY ... TO STDOUT` into `file` (bytes), in the connection's transaction."""
+    driver, raw = _driver(conn)
+    with _sqlalchemy_errors(conn, sql):
+        driver.copy_out(raw, sql, file)
+
+
+def mogrify(conn: Connection, sql: str, params: Mapping[str, Any]) -> str:
+    """A statement compiled for this connection's dialect (`%(name)s` parameters, `%%`), its
+    parameters rendered by the driver itself: COPY takes no parameters."""
+    driver, raw = _driver(conn)
+    with _sqlalchemy_errors(conn, sql):
+        return driver.mogrify(raw, sql, params)
+
+
+# -- rows -------------------------------------------------------------------------------------
+def copy_target(conn: Connection, table: sa.Table | str, columns: Sequence[str]) -> str:
+    """`table (col, ...)` quoted for a COPY statement. SQLAlchemy doubles a `%` in a quoted
+    name for the driver's parameter formatting, which a COPY statement never goes through:
+    here it is single again (a column named `share %`)."""
+    preparer = conn.dialect.identifier_preparer
+    target = table if isinstance(table, str) else preparer.format_table(table)
+    cols = ", ".join(preparer.quote(c) for c in columns)
+    text = f"{target} ({cols})"
+    return text.replace("%%", "%") if conn.dialect.paramstyle in ("format", "pyformat") else text
+
+
 def copy_rows(conn: Connection, table: sa.Table | str, columns: Sequence[str],
               rows: Sequence[Mapping[str, Any]]) -> None:
     """COPY rows into a table (or a quoted table name) on the connection's open
@@ -50,26 +169,8 @@ def copy_rows(conn: Connection, table: sa.Table | str, columns: Sequence[str],
     for row in rows:
         write("\t".join([_text(row.get(c)) for c in columns]))
         write("\n")
-    buffer.seek(0)
-    preparer = conn.dialect.identifier_preparer
-    target = table if isinstance(table, str) else preparer.format_table(table)
-    cols = ", ".join(preparer.quote(c) for c in columns)
-    copy(conn, f"COPY {target} ({cols}) FROM STDIN", buffer)
-
-
-def copy(conn: Connection, sql: str, file: Any) -> None:
-    """Run a COPY on the connection's driver cursor, in its open transaction. A database
-    error is raised as SQLAlchemy's DBAPIError, as for any other statement the engine runs,
-    so the engine's error handling sees COPY failures too."""
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.copy_expert(sql, file)
-    except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql.split("(", 1)[0], None, exc, dbapi.Error,
-                                         dialect=conn.dialect) from None
-    finally:
-        cursor.close()
+    buffer.seek(0)  # text: the driver encodes it in the connection's encoding
+    copy_in(conn, f"COPY {copy_target(conn, table, columns)} FROM STDIN", buffer)
 
 
 def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: Sequence[str],
@@ -99,5 +200,5 @@ def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: 
 
 
 def usable(conn: Connection, rows: Sequence[Any]) -> bool:
-    return (conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
-            and len(rows) >= MIN_ROWS)
+    """Whether these rows go by COPY: PostgreSQL with a driver that has it, enough rows."""
+    return len(rows) >= MIN_ROWS and supported(conn.dialect)
