@@ -45,6 +45,15 @@ def canonical(value: Any) -> str:
     differ and None differs from every text. Instants are microseconds since 1970 (UTC for
     zone-aware values) and dates days since 1970: what Arrow holds, so the Arrow lane needs
     no date formatting."""
+    kind = type(value)  # the common types first: this runs for every value fingerprinted
+    if kind is str:
+        return "s" + value
+    if value is None:
+        return "n"
+    if kind is int:
+        return f"i{value}"
+    if kind is bool:
+        return "b1" if value else "b0"
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
