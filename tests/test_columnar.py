@@ -476,3 +476,85 @@ def test_a_first_load_moves_the_cursor_once_when_every_page_is_in(
     assert saved_cursor(wh_url) == (str(last) + ".000000" if wh_url.startswith("sqlite")
                                     else last)
     assert [r[0] for r in rows(wh_url, "contacts", "id")] == list(range(1, 301))
+
+
+def test_times_and_intervals_take_the_lane_on_postgresql_and_agree_with_the_record_path(
+        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    clocks = ["10:30:00", "23:59:59.123456", "00:00:00.5", None]
+    terms = ["1 year 2 mons 3 days 04:05:06", "5 mons 7 days", "-00:00:01.5", None]
+    create_table(pg_url, "shift", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("clock", sa.Time), sa.Column("term", sa.Interval)])
+    with engine_for(pg_url) as engine, engine.begin() as conn:
+        for i in range(1, 201):
+            conn.execute(sa.text("INSERT INTO shift VALUES (:i, CAST(:c AS time), "
+                                 "CAST(:t AS interval))"),
+                         {"i": i, "c": clocks[i % 4], "t": terms[i % 4]})
+    lane_pages: list[int] = []
+    copy_out = arrow._copy_out
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = copy_out(*args, **kwargs)
+        if page is not None:
+            lane_pages.append(page.num_rows)
+        return page
+
+    monkeypatch.setattr(arrow, "_copy_out", counted)
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "shifts", "shift", "shifts", audit=None, syncMode="full", batchSize=100,
+        mapping={"id": "id", "clock": "clock", "term": "term"}))
+    assert counts(sync(proj, "shifts")) == {"processed": 200, "inserted": 200}
+    assert sum(lane_pages) == 200
+    query = "SELECT id, clock::text, term::text FROM {} ORDER BY id"
+    with engine_for(pg_url) as a, engine_for(pg_url_2) as b, a.connect() as ca, \
+            b.connect() as cb:
+        assert cb.execute(sa.text(query.format("shifts"))).all() == ca.execute(
+            sa.text(query.format("shift"))).all()
+    monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
+    assert counts(sync(proj, "shifts")) == {"processed": 200, "skipped": 200}
+
+
+def test_sqlite_numeric_takes_the_lane_and_agrees_with_the_record_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    os_url = f"sqlite:///{tmp_path / 'os.db'}"
+    amounts = [Decimal("3.54"), Decimal("-0.05"), None, Decimal("12345678.12"), Decimal("7"),
+               Decimal("0.10")]
+    create_table(os_url, "invoice", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("amount", sa.Numeric(12, 2))],
+        [{"id": i, "amount": amounts[i % 6]} for i in range(1, 301)])
+    execute(os_url, "UPDATE invoice SET amount = 0.1 + 0.2 WHERE id = 1",  # 0.30000000000000004
+            "UPDATE invoice SET amount = 12345678.125 WHERE id = 2")  # rounds as SQLAlchemy does
+    pages: list[int] = []
+    original = arrow._sqlite_array
+
+    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
+        out = original(values, type_)
+        if pa.types.is_decimal(type_):
+            pages.append(len(out))
+        return out
+
+    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    stored: dict[str, list[Any]] = {}
+    for lane in ("arrow", "records"):
+        (tmp_path / lane).mkdir()
+        wh_url = f"sqlite:///{tmp_path / lane / 'wh.db'}"
+        proj = project(tmp_path / lane, (os_url, wh_url), to_warehouse(
+            "invoices", "invoice", "invoices", audit=None, syncMode="full", batchSize=100,
+            mapping={"id": "id", "amount": "amount"},
+            **({} if lane == "arrow" else {"validation": {"required": ["id"]}})))
+        assert counts(sync(proj, "invoices")) == {"processed": 300, "inserted": 300}
+        with engine_for(wh_url) as engine, engine.connect() as conn:
+            stored[lane] = [tuple(r) for r in conn.execute(sa.text(
+                "SELECT id, amount, typeof(amount) FROM invoices ORDER BY id"))]
+        if lane == "arrow":
+            assert sum(pages) == 300
+            monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)
+            assert counts(sync(proj, "invoices")) == {"processed": 300, "skipped": 300}
+            monkeypatch.undo()
+    assert stored["arrow"] == stored["records"]
+    assert stored["arrow"][:2] == [(1, 0.3, "real"), (2, 12345678.12, "real")]

@@ -43,11 +43,8 @@ def synced(tmp_path: Path, backend: tuple[str, str]) -> tuple[Any, str]:
         sa.Column("active", sa.Boolean), sa.Column("born", sa.Date),
         sa.Column("updated_at", sa.DateTime(timezone=True))],
         [person(i) for i in range(1, N + 1)])
-    mapping = dict(MAPPING)
-    if source.startswith("sqlite"):  # SQLite's numeric is not read by the Arrow lane yet
-        del mapping["amount"]
     proj = project(tmp_path, backend, to_warehouse(
-        "people", "people", "people", mapping=mapping, matchKey=["email"],
+        "people", "people", "people", mapping=MAPPING, matchKey=["email"],
         changeTrackingField="updated_at", batchSize=1000))
     assert counts(run(proj, "people")) == {"processed": N, "inserted": N}
     return proj, warehouse

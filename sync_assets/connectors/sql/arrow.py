@@ -21,6 +21,7 @@ import io
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +46,11 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
 
 def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     """The Arrow type a column reads as in the fast lane, or None when only the ordinary
-    reader gives the values the engine expects (JSON, UUIDs, SQLite's numeric, ...).
-    PostgreSQL's numeric of a declared precision (up to 38 digits) reads as that decimal
-    (COPY writes the text the driver would parse); float and double as float64."""
+    reader gives the values the engine expects (JSON, UUIDs, binary, ...). Numeric of a
+    declared precision (up to 38 digits) reads as that decimal: on PostgreSQL COPY writes the
+    text the driver would parse, on SQLite the stored number is rounded to the scale as
+    SQLAlchemy rounds it. Float and double read as float64, PostgreSQL's time as time64 and
+    its interval as the text the ordinary reader gives (`reads_as_text`)."""
     if isinstance(type_, sa.Boolean):
         return pa.bool_()
     if isinstance(type_, sa.Integer):
@@ -57,6 +60,14 @@ def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     if (dialect == "postgresql" and isinstance(type_, sa.Numeric)
             and type_.precision is not None and 0 < type_.precision <= 38):
         return pa.decimal128(type_.precision, type_.scale or 0)
+    if (dialect == "sqlite" and isinstance(type_, sa.Numeric) and type_.asdecimal
+            and type_.precision is not None and 0 < type_.precision <= 38
+            and type_.scale is not None and 0 <= type_.scale <= type_.precision):
+        return pa.decimal128(type_.precision, type_.scale)
+    if dialect == "postgresql" and getattr(type_, "reads_as_text", False):
+        return pa.string()
+    if dialect == "postgresql" and isinstance(type_, sa.Time) and not type_.timezone:
+        return pa.time64("us")
     if isinstance(type_, sa.DateTime):
         # SQLite stores text without a zone; PostgreSQL's timestamptz reads as UTC
         return pa.timestamp("us", "UTC" if type_.timezone and dialect != "sqlite" else None)
@@ -117,8 +128,8 @@ def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
         arrays = [_sqlite_array(list(values), field.type)
                   for values, field in zip(columns, schema, strict=True)]
         return pa.Table.from_arrays(arrays, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ArithmeticError):
+        return None  # read the ordinary way, which reports a value it cannot convert
 
 
 def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
@@ -131,6 +142,10 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
     if pa.types.is_boolean(type_):
         return pa.array([None if v is None else bool(v) if type(v) is int else v
                          for v in values], type_)
+    if pa.types.is_decimal(type_):
+        # SQLite keeps a REAL or an INTEGER: SQLAlchemy's Numeric reads it as "%.<scale>f"
+        form = f"%.{type_.scale}f"
+        return pa.array([None if v is None else Decimal(form % v) for v in values], type_)
     return pa.array(values, type_)
 
 

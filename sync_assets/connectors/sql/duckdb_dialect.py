@@ -35,7 +35,9 @@ def prepare(engine: Engine) -> None:
 
     words = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() "
                        "WHERE keyword_category <> 'unreserved'").fetchall()
-    engine.dialect.identifier_preparer.reserved_words |= {w for (w,) in words}
+    # a new set on this preparer: `|=` would grow the one PostgreSQL's dialect shares
+    preparer = engine.dialect.identifier_preparer
+    preparer.reserved_words = preparer.reserved_words | {w for (w,) in words}
 
 
 def column_type(name: str) -> Any:

@@ -336,6 +336,7 @@ class _IntervalText(sa.types.TypeDecorator[Any]):
 
     impl = INTERVAL
     cache_ok = True
+    reads_as_text = True  # the Arrow lane reads it as text too
 
     def column_expression(self, column: Any) -> Any:
         return sa.cast(column, sa.Text)
