@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -122,3 +123,22 @@ def sides(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str,
     else:
         yield fresh_schema_urls(request.getfixturevalue("pg_pair"))
     dispose_engines()
+
+
+@pytest.fixture
+def lane_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows of every PostgreSQL page the Arrow lane read as an Arrow table (not handed back
+    to the record path because Arrow could not type it)."""
+    from sync_assets.connectors.sql import arrow
+
+    pages: list[int] = []
+    copy_out = arrow._copy_out
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = copy_out(*args, **kwargs)
+        if page is not None:
+            pages.append(page.num_rows)
+        return page
+
+    monkeypatch.setattr(arrow, "_copy_out", counted)
+    return pages

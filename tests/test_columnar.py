@@ -329,7 +329,8 @@ def test_timezone_aware_timestamps_keep_their_instant(pg_url: str, pg_url_2: str
 
 
 def test_money_and_floats_take_the_lane_on_postgresql_and_agree_with_the_record_path(
-        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        lane_pages: list[int]) -> None:
     from sync_assets.connectors.sql import arrow
 
     values = [Decimal("12.30"), Decimal("-0.05"), Decimal("100.00"), None, Decimal("0.00"),
@@ -341,16 +342,6 @@ def test_money_and_floats_take_the_lane_on_postgresql_and_agree_with_the_record_
         sa.Column("share", sa.REAL)],
         [{"id": i, "amount": values[i % 6], "ratio": floats[i % 6],
           "share": None if i % 6 == 5 else i / 4} for i in range(1, 301)])
-    lane_pages: list[int] = []
-    copy_out = arrow._copy_out
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        page = copy_out(*args, **kwargs)
-        if page is not None:
-            lane_pages.append(page.num_rows)
-        return page
-
-    monkeypatch.setattr(arrow, "_copy_out", counted)
     proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
         "invoices", "invoice", "invoices", audit=None, syncMode="full", batchSize=100,
         mapping={"id": "id", "amount": "amount", "ratio": "ratio", "share": "share"}))
@@ -479,7 +470,8 @@ def test_a_first_load_moves_the_cursor_once_when_every_page_is_in(
 
 
 def test_times_and_intervals_take_the_lane_on_postgresql_and_agree_with_the_record_path(
-        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        lane_pages: list[int]) -> None:
     from sync_assets.connectors.sql import arrow
 
     clocks = ["10:30:00", "23:59:59.123456", "00:00:00.5", None]
@@ -492,16 +484,6 @@ def test_times_and_intervals_take_the_lane_on_postgresql_and_agree_with_the_reco
             conn.execute(sa.text("INSERT INTO shift VALUES (:i, CAST(:c AS time), "
                                  "CAST(:t AS interval))"),
                          {"i": i, "c": clocks[i % 4], "t": terms[i % 4]})
-    lane_pages: list[int] = []
-    copy_out = arrow._copy_out
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        page = copy_out(*args, **kwargs)
-        if page is not None:
-            lane_pages.append(page.num_rows)
-        return page
-
-    monkeypatch.setattr(arrow, "_copy_out", counted)
     proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
         "shifts", "shift", "shifts", audit=None, syncMode="full", batchSize=100,
         mapping={"id": "id", "clock": "clock", "term": "term"}))

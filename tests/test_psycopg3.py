@@ -74,23 +74,6 @@ def copies(monkeypatch: pytest.MonkeyPatch) -> Copies:
     return calls
 
 
-@pytest.fixture
-def lane_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Rows of every page the lane read as an Arrow table (not handed back to the record
-    path because Arrow could not type it)."""
-    pages: list[int] = []
-    copy_out = arrow._copy_out
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        page = copy_out(*args, **kwargs)
-        if page is not None:
-            pages.append(page.num_rows)
-        return page
-
-    monkeypatch.setattr(arrow, "_copy_out", counted)
-    return pages
-
-
 def copied(calls: Copies, direction: str, table: str | None = None) -> set[str]:
     """The drivers that ran a COPY in this direction (into `table`, for "in")."""
     return {d for d, kind, sql in calls if kind == direction
