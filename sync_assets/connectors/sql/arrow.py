@@ -208,6 +208,9 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
         type_ = table.c[name].type
         process = type_.bind_processor(conn.dialect)
         stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write
+        if pa.types.is_decimal(data.column(name).type) and not isinstance(type_, sa.Numeric):
+            # sqlite3 binds no Decimal: its text, as the record path writes it (coerce)
+            values = [None if v is None else format(v, "f") for v in values]
         if stored is not None and process is not None:
             columns.append([process(stored(v)) for v in values])
         else:

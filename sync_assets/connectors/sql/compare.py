@@ -6,6 +6,7 @@ joins, and makes no Python object per record."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 _ROW = "sync_assets_row"
 _names = itertools.count(1)
@@ -31,7 +33,9 @@ def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Ta
               ) -> list[int] | None:
     """Indices of `data`'s rows that `table` does not hold as they are: no row with their
     key, or one with another value in a column of `data`. None where this database cannot
-    tell set-based (the caller compares record by record)."""
+    tell set-based, or where a value does not fit the table's column (the caller compares
+    record by record). Runs in the caller's transaction, which should be rolled back: the
+    temporary table goes with it."""
     from . import arrow
 
     dialect = conn.dialect.name
@@ -44,8 +48,8 @@ def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Ta
         f"sync_assets_compare_{next(_names)}", sa.MetaData(),
         *[sa.Column(c, table.c[c].type) for c in columns],
         sa.Column(_ROW, sa.Integer), prefixes=["TEMPORARY"])
-    stage.create(conn)
     try:
+        stage.create(conn)
         arrow.insert(conn, stage, data.append_column(
             _ROW, pa.array(range(data.num_rows), pa.int32())))
         held = table.alias("held")
@@ -56,6 +60,9 @@ def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Ta
         query = (sa.select(stage.c[_ROW]).select_from(stage.outerjoin(held, on))
                  .where(sa.or_(held.c[key[0]].is_(None), *changed)))
         found = sorted(int(r) for r in conn.execute(query).scalars())
-    finally:
+    except (SQLAlchemyError, TypeError, ValueError, ArithmeticError):
+        # a value this table cannot take as it is: the record path compares (and reports)
+        return None
+    with contextlib.suppress(SQLAlchemyError):
         stage.drop(conn)
     return found
