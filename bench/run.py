@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,12 @@ EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Failed|Invalid|Ite
 
 def log(msg: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _generated(what: str, generate: Callable[[], None]) -> None:
+    t0 = time.perf_counter()
+    generate()
+    log(f"generated {what} in {time.perf_counter() - t0:.1f} s")
 
 
 # -- measuring one run -----------------------------------------------------------------------
@@ -188,14 +195,10 @@ class Bench:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{self.ctx.sqlite_src}{suffix}").unlink(missing_ok=True)
         if contact:
-            t0 = time.perf_counter()
-            data.pg_generate(src, n)
-            log(f"generated {n:,} contact rows in PostgreSQL in {time.perf_counter() - t0:.1f} s")
+            _generated(f"{n:,} contact rows in PostgreSQL", lambda: data.pg_generate(src, n))
             if "A-sqlite" in tasks:
-                t0 = time.perf_counter()
-                data.sqlite_generate(self.ctx.sqlite_src, n)
-                log(f"generated {n:,} contact rows in SQLite in "
-                    f"{time.perf_counter() - t0:.1f} s")
+                _generated(f"{n:,} contact rows in SQLite",
+                           lambda: data.sqlite_generate(self.ctx.sqlite_src, n))
             self.n_active = data.pg_count(
                 src, f"SELECT count(*) FROM contact WHERE {data.FILTER_SQL}")
             self.task_rows.update({
@@ -207,14 +210,11 @@ class Bench:
             })
             self.expected["base"] = data.pg_shape_checksum(src, data.CONTACT)
         if wide:
-            t0 = time.perf_counter()
-            data.pg_generate_wide(src, n)
-            log(f"generated {n:,} account rows in PostgreSQL in {time.perf_counter() - t0:.1f} s")
+            _generated(f"{n:,} account rows in PostgreSQL",
+                       lambda: data.pg_generate_wide(src, n))
             if "wide-A-sqlite" in tasks:
-                t0 = time.perf_counter()
-                data.sqlite_generate_wide(self.ctx.sqlite_src, n)
-                log(f"generated {n:,} account rows in SQLite in "
-                    f"{time.perf_counter() - t0:.1f} s")
+                _generated(f"{n:,} account rows in SQLite",
+                           lambda: data.sqlite_generate_wide(self.ctx.sqlite_src, n))
             n_wide = data.pg_count(
                 src, f"SELECT count(*) FROM account WHERE {data.WIDE_FILTER_SQL}")
             self.task_rows.update({t: n_wide for t in TASKS if t.startswith(("wide-", "mixed-"))})

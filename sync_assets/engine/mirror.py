@@ -53,16 +53,23 @@ class Mirror:
             rows = page if isinstance(page, list) else page.to_pylist()
             keys = []
             for row in rows:
-                if direct:
-                    values = tuple(row[renamed[k]] for k in self.key)
-                else:
-                    mapped, _ = self.mapper.map(row)
-                    values = tuple(mapped.get(k) for k in self.key)
-                if any(v is None for v in values):
+                key = self._key_of(row, direct)
+                if key is None:
                     self.key_unknown += 1
                 else:
-                    keys.append(record_key(values))
+                    keys.append(key)
             self.state.mark_seen(conn, keys)
+
+    def _key_of(self, row: Record, direct: bool) -> str | None:
+        """The destination match key of a source record (None: it has none), from its
+        renamed fields where the key is a plain rename (`direct`), else from its mapping."""
+        if direct:
+            renamed = self.mapper.plain_sources
+            values = tuple(row.get(renamed[k]) for k in self.key)
+        else:
+            mapped, _ = self.mapper.map(row)
+            values = tuple(mapped.get(k) for k in self.key)
+        return None if any(v is None for v in values) else record_key(values)
 
     def _reported_deletes(self, cursor: Any) -> bool:
         """Mirror deletes from what the source reports deleted since the run's cursor, and
@@ -108,8 +115,7 @@ class Mirror:
         """Records changed since the cursor (and those without a change value, read every
         run) that the filter no longer lets through, read without the filter."""
         assert request.filter is not None
-        fields = objectql.filter_fields(request.filter) & set(self.mapper.source.fields)
-        columns = list(dict.fromkeys([*request.columns, *sorted(fields)]))
+        columns = list(dict.fromkeys([*request.columns, *self._filter_fields(request.filter)]))
         changed = ReadRequest(**{**request.__dict__, "filter": None, "upper": None,
                                  "shard": None, "columns": columns})
         nulls = ReadRequest(**{**changed.__dict__, "cursor_field": None, "lower": None,
@@ -120,22 +126,17 @@ class Mirror:
 
     def _keys_of(self, pages: Iterable[list[Record]]) -> list[str] | None:
         """The destination match keys of source records; None if one has none."""
-        renamed = self.mapper.plain_sources
-        direct = all(k in renamed for k in self.key)
+        direct = all(k in self.mapper.plain_sources for k in self.key)
         keys: list[str] = []
         for page in pages:
             for row in page:
-                if direct:
-                    values = tuple(row.get(renamed[k]) for k in self.key)
-                else:
-                    mapped, _ = self.mapper.map(row)
-                    values = tuple(mapped.get(k) for k in self.key)
-                if any(v is None for v in values):
+                key = self._key_of(row, direct)
+                if key is None:
                     self.result.log("warn", f"a record {self.source.display} reports deleted "
                                             "has no match key: every source key is read to "
                                             "find what left it")
                     return None
-                keys.append(record_key(values))
+                keys.append(key)
         return keys
 
     def _mirror_deletes(self) -> None:

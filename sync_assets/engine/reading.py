@@ -70,6 +70,10 @@ class Reading:
         here on them."""
         if filt is None or self.source.capabilities.filter_pushdown:
             return []
+        return self._filter_fields(filt)
+
+    def _filter_fields(self, filt: objectql.FilterNode) -> list[str]:
+        """The source fields a filter names."""
         return sorted(objectql.filter_fields(filt) & set(self.mapper.source.fields))
 
     def _read_and_write(self, cursor: Any) -> None:
@@ -228,8 +232,13 @@ class Reading:
                 at_boundary = sum(1 for i, s in enumerate(same) if s) - sum(
                     1 for i in changed if same[i])
             self._count(Outcome(skipped=unchanged - at_boundary))
-        if changed:
-            self._record_page(page.take(changed).to_pylist(), request,
+        self._write_rest(page, changed, request)
+
+    def _write_rest(self, page: pa.Table, rows: list[int], request: ReadRequest) -> None:
+        """These rows of an Arrow page through the record path, the rest counted already;
+        the page's cursor moves with them (or alone, where none is left)."""
+        if rows:
+            self._record_page(page.take(rows).to_pylist(), request,
                               cursor=self._page_cursor(page, request))
         elif self._page_cursors(request):
             self._write_with_policy([], self._page_cursor(page, request))
@@ -254,11 +263,7 @@ class Reading:
                 self.state.save_records(sconn, repaired, set(known))
         if same:
             self._count(Outcome(skipped=len(same)))
-        if differ:
-            self._record_page(page.take(differ).to_pylist(), request,
-                              cursor=self._page_cursor(page, request))
-        elif self._page_cursors(request):
-            self._write_with_policy([], self._page_cursor(page, request))
+        self._write_rest(page, differ, request)
 
     def _page_cursor(self, page: pa.Table, request: ReadRequest) -> Any:
         if not self._page_cursors(request) or not page.num_rows:
