@@ -8,6 +8,7 @@ rows, the state and the next run are exactly what the record path would give.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pyarrow as pa
 import pytest
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sync_assets.connectors import arrow_codecs as codecs
 from sync_assets.connectors.sql.arrow import prefetched as _prefetched
 from sync_assets.engine import columnar
 from sync_assets.engine.records import canonical, fingerprints, payload, record_key
@@ -59,7 +62,15 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
                                                 max_value=10**10 - 1, places=10)),
     "whole": (pa.decimal128(38, 0), st.integers(-(10**38) + 1, 10**38 - 1).map(Decimal)),
     "near-2**53": (pa.decimal128(20, 0), st.integers(2**53 - 2**21, 2**53 + 2**21).map(Decimal)),
+    "uuid": (pa.uuid(), st.uuids()),
+    "bytes": (pa.binary(), st.binary(max_size=40)),
+    "large-bytes": (pa.large_binary(), st.binary(max_size=40)),
 }
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | texts, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner,
+                                                                        max_size=4),
+    max_leaves=12)
 
 
 @pytest.mark.parametrize("kind", list(COLUMNS))
@@ -72,6 +83,60 @@ def test_canonical_texts_equal_the_record_paths(kind: str, data: st.DataObject) 
     texts = columnar.canonical_texts(pa.array(column, type_)).to_pylist()
 
     assert texts == [canonical(v) for v in column]
+
+
+@settings(deadline=None)
+@given(st.lists(st.none() | json_values.map(json.dumps), max_size=20))
+def test_canonical_texts_of_json_equal_the_record_paths_of_its_values(
+        documents: list[str | None]) -> None:
+    decoded = [None if d is None else json.loads(d) for d in documents]
+
+    texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
+
+    assert texts.to_pylist() == [canonical(v) for v in decoded]
+    assert columnar.rows(pa.table({"doc": codecs.json_array(
+        pa.array(documents, pa.string()))})) == [{"doc": v} for v in decoded]
+
+
+@given(st.lists(st.none() | st.binary(max_size=30), max_size=20), st.integers(0, 3))
+def test_bytea_text_is_read_back_to_the_same_bytes(values: list[bytes | None],
+                                                   start: int) -> None:
+    array = pa.array(values, pa.binary()).slice(min(start, len(values)))
+    expected = values[min(start, len(values)):]
+
+    text = codecs.hex_text(array, "\\x")
+
+    assert text.to_pylist() == [None if v is None else "\\x" + v.hex() for v in expected]
+    assert codecs.from_hex(text, "\\x").to_pylist() == expected
+
+
+@given(st.lists(st.none() | st.uuids(), max_size=20), st.booleans())
+def test_uuid_text_is_read_back_to_the_same_uuids(values: list[UUID | None],
+                                                  hyphens: bool) -> None:
+    texts = pa.array([None if v is None else str(v) if hyphens else v.hex.upper()
+                      for v in values], pa.string())
+
+    parsed = codecs.uuids(texts)
+
+    assert parsed.to_pylist() == values
+    assert codecs.uuid_text(parsed).to_pylist() == [None if v is None else str(v)
+                                                    for v in values]
+    present = [v for v in values if v is not None]
+    keys = pa.table({"k": codecs.uuids(pa.array([str(v) for v in present], pa.string()))})
+    assert columnar.record_keys(keys, ["k"]) == [record_key([v]) for v in present]
+
+
+@pytest.mark.parametrize("text", ["\\x0", "\\xzz", "0a", "\\x0g"])
+def test_text_that_is_no_bytea_hex_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        codecs.from_hex(pa.array([text]), "\\x")
+
+
+@pytest.mark.parametrize("text", ["6f466a8f-ed6c-4287-9c4a-6e2e9c41fe1g",
+                                  "6f466a8fxed6c-4287-9c4a-6e2e9c41fe1e", "not a uuid"])
+def test_text_that_is_no_uuid_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        codecs.uuids(pa.array([text]))
 
 
 @given(st.lists(st.tuples(st.none() | texts, st.none() | st.integers(-5, 5),
@@ -540,3 +605,94 @@ def test_sqlite_numeric_takes_the_lane_and_agrees_with_the_record_path(
             monkeypatch.undo()
     assert stored["arrow"] == stored["records"]
     assert stored["arrow"][:2] == [(1, 0.3, "real"), (2, 12345678.12, "real")]
+
+
+DOCS = [{"plan": "pro", "seats": 3, "tags": ["a", "é"]}, [1, 2.5, None], "text", 7, None,
+        {"nested": {"x": -0.0, "big": 12345678901234567890}}]
+BLOBS = [b"\x00\xffbinary", b"", None, bytes(range(256)), b"\\x00", b"plain"]
+
+
+def _documents(url: str) -> None:
+    """A table of JSON, JSONB, UUIDs and bytea, 300 rows with NULLs in each."""
+    from sqlalchemy.dialects import postgresql as pg
+
+    postgres = url.startswith("postgresql")
+    create_table(url, "doc", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("attrs", sa.JSON), sa.Column("meta", pg.JSONB if postgres else sa.JSON),
+        sa.Column("ref", sa.Uuid), sa.Column("blob", sa.LargeBinary)],
+        [{"id": i, "attrs": DOCS[i % 6], "meta": DOCS[(i + 1) % 6],
+          "ref": None if i % 7 == 0 else UUID(int=i * 7919),
+          "blob": BLOBS[i % 6]} for i in range(1, 301)])
+
+
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+def test_json_uuids_and_bytea_take_the_lane_and_agree_with_the_record_path(
+        pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        lane_pages: list[int], target: str) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    _documents(pg_url)
+    stored: dict[str, list[Any]] = {}
+    for lane in ("arrow", "records"):
+        (tmp_path / lane).mkdir()
+        wh_url = pg_url_2 if target == "postgresql" else f"sqlite:///{tmp_path / lane}/wh.db"
+        proj = project(tmp_path / lane, (pg_url, wh_url), to_warehouse(
+            "docs", "doc", f"docs_{lane}", audit=None, syncMode="full", batchSize=100,
+            mapping={"id": "id", "attrs": "attrs", "meta": "meta", "ref": "ref",
+                     "blob": "blob"},
+            **({} if lane == "arrow" else {"validation": {"required": ["id"]}})))
+        lane_pages.clear()
+        first = sync(proj, "docs")
+        assert counts(first) == {"processed": 300, "inserted": 300}, first.to_spec()["errors"]
+        assert sum(lane_pages) == (300 if lane == "arrow" else 0)
+        with engine_for(wh_url) as engine, engine.connect() as conn:
+            stored[lane] = [tuple(r) for r in conn.execute(sa.text(
+                f"SELECT * FROM docs_{lane} ORDER BY id"))]
+        if lane == "arrow":
+            monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)
+            assert counts(sync(proj, "docs")) == {"processed": 300, "skipped": 300}
+            monkeypatch.undo()
+            assert counts(sync(proj, "docs", full_refresh=True)) == {
+                "processed": 300, "skipped": 300}
+    assert stored["arrow"] == stored["records"]
+    if target == "postgresql":
+        assert stored["arrow"][:2] == [(1, DOCS[1], DOCS[2], UUID(int=7919), b""),
+                                       (2, DOCS[2], DOCS[3], UUID(int=2 * 7919), None)]
+
+
+def test_sqlite_json_and_blobs_take_the_lane_and_agree_with_the_record_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    os_url = f"sqlite:///{tmp_path / 'os.db'}"
+    _documents(os_url)
+    pages: list[int] = []
+    original = arrow._sqlite_array
+
+    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
+        out = original(values, type_)
+        if codecs.is_json(type_) or codecs.is_binary(type_):
+            pages.append(len(out))
+        return out
+
+    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    stored: dict[str, list[Any]] = {}
+    for lane in ("arrow", "records"):
+        (tmp_path / lane).mkdir()
+        wh_url = f"sqlite:///{tmp_path / lane / 'wh.db'}"
+        proj = project(tmp_path / lane, (os_url, wh_url), to_warehouse(
+            "docs", "doc", "docs", audit=None, syncMode="full", batchSize=100,
+            mapping={"id": "id", "attrs": "attrs", "meta": "meta", "blob": "blob"},
+            **({} if lane == "arrow" else {"validation": {"required": ["id"]}})))
+        assert counts(sync(proj, "docs")) == {"processed": 300, "inserted": 300}
+        with engine_for(wh_url) as engine, engine.connect() as conn:
+            stored[lane] = [tuple(r) for r in conn.execute(sa.text(
+                "SELECT id, attrs, meta, blob, typeof(blob) FROM docs ORDER BY id"))]
+        if lane == "arrow":
+            assert sum(pages) == 3 * 300  # two JSON columns and one of blobs
+            monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)
+            assert counts(sync(proj, "docs")) == {"processed": 300, "skipped": 300}
+            monkeypatch.undo()
+    assert stored["arrow"] == stored["records"]
+    assert stored["arrow"][0] == (1, json.dumps(DOCS[1]), json.dumps(DOCS[2]), b"", "blob")

@@ -29,7 +29,7 @@ class BulkLane:
         """Concurrent writers for first-load pages written straight from Arrow (0: none).
         PostgreSQL takes two COPYs at once nearly twice as fast as one after the other
         (each backend maintains the key indexes on its own core); SQLite takes one writer."""
-        if not (self.bulk_load and self.mapper.renames is not None
+        if not (self.bulk_load and self.mapper.columnar
                 and not self.state_apart and not self.append
                 and not self.config.effective_audit.trackChanges
                 and self.dest.capabilities.arrow_writes):
@@ -39,10 +39,10 @@ class BulkLane:
     def _bulk_prepare(self, page: pa.Table) -> Bulk | None:
         """A first-load page renamed, keyed and fingerprinted by column; None when a key is
         missing or repeated (the record path reports those)."""
-        assert self.mapper.renames is not None
-        sources = [s for s, _ in self.mapper.renames]
-        targets = [t for _, t in self.mapper.renames]
-        data = page.select(sources).rename_columns(targets)
+        data = self.mapper.map_arrow(page)
+        if data is None:
+            return None
+        targets = data.column_names
         if any(data.column(k).null_count for k in self.key):
             return None
         keys = columnar.record_keys(data, self.key)
@@ -79,4 +79,4 @@ class BulkLane:
         bucket = self.samples.setdefault("insert", [])
         room = self.options.sample_size - len(bucket)
         if room > 0:
-            bucket.extend(bulk.data.slice(0, room).to_pylist())
+            bucket.extend(columnar.rows(bulk.data.slice(0, room)))

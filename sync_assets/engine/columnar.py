@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..connectors import arrow_codecs as codecs
 from .records import canonical, digests, record_key
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
@@ -41,6 +42,12 @@ def canonical_texts(arr: Any) -> Any:
         texts = _tag("d", arr.cast(pa.int32()).cast(pa.string()))
     elif pa.types.is_decimal128(t) and t.precision <= 18:
         texts = _decimal_texts(arr)
+    elif codecs.is_uuid(t):  # `plain` gives a UUID's text, bytes their hex
+        texts = _tag("s", codecs.uuid_text(arr))
+    elif codecs.is_binary(t):
+        texts = _tag("s", codecs.hex_text(arr))
+    elif codecs.is_json(t):  # the decoded value's canonical text, as the record path's
+        return pa.array([canonical(v) for v in values(arr)], pa.string())
     else:
         return pa.array([canonical(v) for v in arr.to_pylist()], pa.string())
     return pc.fill_null(texts, "n")
@@ -101,6 +108,16 @@ def payloads(table: pa.Table, fields: Sequence[str]) -> Any:
     return pc.binary_join_element_wise(*pieces, "")
 
 
+def values(arr: Any) -> list[Any]:
+    """An array's values as the record path has them (JSON decoded)."""
+    return codecs.json_values(arr) if codecs.is_json(arr.type) else arr.to_pylist()
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A page's records, as the record path has them (JSON decoded)."""
+    return codecs.values_of(table)
+
+
 def fingerprints(table: pa.Table, fields: Sequence[str]) -> list[str]:
     """`records.fingerprints` of the table's rows over these columns."""
     return digests(payloads(table, fields).to_pylist())
@@ -113,8 +130,11 @@ def record_keys(table: pa.Table, fields: Sequence[str]) -> list[str]:
         t = arr.type
         if pa.types.is_integer(t):
             return pc.binary_join_element_wise("[", arr.cast(pa.string()), "]", "").to_pylist()
+        if codecs.is_uuid(t):
+            return pc.binary_join_element_wise('["', codecs.uuid_text(arr), '"]',
+                                               "").to_pylist()
         if ((pa.types.is_string(t) or pa.types.is_large_string(t))
                 and not pc.any(pc.match_substring_regex(arr, _JSON_SPECIAL)).as_py()):
             return pc.binary_join_element_wise('["', arr, '"]', "").to_pylist()
-    columns = [table.column(f).to_pylist() for f in fields]
+    columns = [values(table.column(f)) for f in fields]
     return [record_key(values) for values in zip(*columns, strict=True)]

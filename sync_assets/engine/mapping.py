@@ -25,6 +25,7 @@ from ..spec.mapping import (
     LookupTransform,
     MapTransform,
 )
+from . import arrow_mapping
 from .cel import EvaluationError, compile_expression
 from .records import plain
 
@@ -182,6 +183,9 @@ class RecordMapper:
         #: (source, destination) of every field when the mapping only renames, else None
         self.renames = ([(s, t) for t, s in self.plain_sources.items()]
                         if len(self.plain_sources) == len(self.entries) else None)
+        #: whether every entry is a column operation (`arrow_mapping`): Arrow pages are
+        #: mapped a column at a time
+        self.columnar = all(arrow_mapping.column_operation(m) for m in self.entries)
         self.source_fields = list(dict.fromkeys(
             [m.source for m in self.entries if m.source in source.fields]
         ))
@@ -229,6 +233,16 @@ class RecordMapper:
     def start_batch(self) -> None:
         if not self._cache_lookups:
             self._lookup_cache.clear()
+
+    def map_arrow(self, page: Any) -> Any:
+        """An Arrow page mapped a column at a time (a table of the target fields), or None
+        where it takes the record path."""
+        if not self.columnar:
+            return None
+        if self.renames is not None:
+            return page.select([s for s, _ in self.renames]).rename_columns(
+                [t for _, t in self.renames])
+        return arrow_mapping.mapped(self.entries, page)
 
     def map(self, record: Mapping[str, Any]) -> tuple[Record, list[FieldProblem]]:
         if self.renames is not None:  # only renames: nothing can fail, nothing to compute

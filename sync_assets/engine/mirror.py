@@ -50,7 +50,7 @@ class Mirror:
                 self.key_unknown += data.num_rows - complete.num_rows
                 self.state.mark_seen(conn, columnar.record_keys(complete, self.key))
                 continue
-            rows = page if isinstance(page, list) else page.to_pylist()
+            rows = page if isinstance(page, list) else columnar.rows(page)
             keys = []
             for row in rows:
                 key = self._key_of(row, direct)

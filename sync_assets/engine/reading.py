@@ -149,7 +149,7 @@ class Reading:
                 if future.result():
                     self._bulk_done(bulk, cursor)
                 else:  # refused as a whole: the record path applies errorHandling
-                    self._record_page(page.to_pylist(), request)
+                    self._record_page(columnar.rows(page), request)
 
         with ThreadPoolExecutor(max_workers=max(writers, 1),
                                 thread_name_prefix="sync-write") as pool:
@@ -172,7 +172,7 @@ class Reading:
                             if self._bulk_write(bulk, cursor):
                                 self._bulk_done(bulk, cursor, cursor_saved=True)
                             else:
-                                self._record_page(page.to_pylist(), request)
+                                self._record_page(columnar.rows(page), request)
                         else:
                             pending.append((pool.submit(self._bulk_write, bulk), page, bulk,
                                             cursor))
@@ -201,16 +201,15 @@ class Reading:
         path. A full refresh compares the page with the destination set-based where
         the destination can (`_refreshed_page`)."""
         refresh = self.options.full_refresh
-        if (self.run_keys is not None or self.append or self.mapper.renames is None
+        data = self.mapper.map_arrow(page)
+        if (data is None or self.run_keys is not None or self.append
                 or self.failed_before or (refresh and (not self.dest_exists
                                                        or self.op == "delete"))):
-            self._record_page(page.to_pylist(), request)
+            self._record_page(columnar.rows(page), request)
             return
-        sources = [s for s, _ in self.mapper.renames]
-        targets = [t for _, t in self.mapper.renames]
-        data = page.select(sources).rename_columns(targets)
+        targets = data.column_names
         if any(data.column(k).null_count for k in self.key):
-            self._record_page(page.to_pylist(), request)  # the record path errors those
+            self._record_page(columnar.rows(page), request)  # the record path errors those
             return
         keys = columnar.record_keys(data, self.key)
         fps = columnar.fingerprints(data, targets)
@@ -238,7 +237,7 @@ class Reading:
         """These rows of an Arrow page through the record path, the rest counted already;
         the page's cursor moves with them (or alone, where none is left)."""
         if rows:
-            self._record_page(page.take(rows).to_pylist(), request,
+            self._record_page(columnar.rows(page.take(rows)), request,
                               cursor=self._page_cursor(page, request))
         elif self._page_cursors(request):
             self._write_with_policy([], self._page_cursor(page, request))
@@ -252,7 +251,7 @@ class Reading:
         with self.dest.transaction(rollback=True) as conn:
             differ = self.dest.differing(conn, self.key, data)
         if differ is None:
-            self._record_page(page.to_pylist(), request)
+            self._record_page(columnar.rows(page), request)
             return
         other = set(differ)
         same = [i for i in range(page.num_rows) if i not in other]
@@ -279,11 +278,11 @@ class Reading:
         self._write_with_policy(items, last_cursor)
 
     def _pages(self, request: ReadRequest, keys_only: bool = False) -> Iterator[Any]:
-        """The source's pages: Arrow tables from its fast lane where the mapping only
-        renames and no validation rule needs the records (or only keys are read), else
-        records, with the filter and shard applied here where the source cannot."""
+        """The source's pages: Arrow tables from its fast lane where the mapping is column
+        operations (`arrow_mapping`) and no validation rule needs the records (or only keys
+        are read), else records, with the filter and shard applied here where the source cannot."""
         lane = not self.options.dry_run and (
-            keys_only or (self.mapper.renames is not None and self.validator.empty))
+            keys_only or (self.mapper.columnar and self.validator.empty))
         pages = self.source.read_arrow(request, keys_only) if lane else None
         if pages is not None:
             return pages

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import arrow_codecs as codecs
 from ..base import CURSOR_COLUMN, ReadRequest, Record
 from . import pgcopy
 
@@ -46,13 +48,21 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
 
 def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     """The Arrow type a column reads as in the fast lane, or None when only the ordinary
-    reader gives the values the engine expects (JSON, UUIDs, binary, ...). Numeric of a
+    reader gives the values the engine expects (arrays, enums, ...). JSON reads as its text
+    (`arrow.json`), UUIDs as `arrow.uuid`, bytea and blobs as binary. Numeric of a
     declared precision (up to 38 digits) reads as that decimal: on PostgreSQL COPY writes the
     text the driver would parse, on SQLite the stored number is rounded to the scale as
     SQLAlchemy rounds it. Float and double read as float64, PostgreSQL's time as time64 and
     its interval as the text the ordinary reader gives (`reads_as_text`)."""
     if isinstance(type_, sa.Boolean):
         return pa.bool_()
+    if dialect in ("postgresql", "sqlite"):
+        if isinstance(type_, sa.JSON):
+            return pa.json_()
+        if isinstance(type_, sa.Uuid) and type_.as_uuid:
+            return pa.uuid()
+        if isinstance(type_, sa.LargeBinary):
+            return pa.binary()
     if isinstance(type_, sa.Integer):
         return pa.int64()
     if dialect in ("postgresql", "sqlite") and isinstance(type_, sa.Float):
@@ -128,11 +138,23 @@ def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
         arrays = [_sqlite_array(list(values), field.type)
                   for values, field in zip(columns, schema, strict=True)]
         return pa.Table.from_arrays(arrays, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ArithmeticError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError,
+            ArithmeticError):
         return None  # read the ordinary way, which reports a value it cannot convert
 
 
 def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
+    if codecs.is_json(type_):
+        # SQLAlchemy stores JSON as its text, which a JSON column's numeric affinity keeps
+        # as a number where it is one (7, 1.5)
+        texts = [v if v is None or type(v) is str else _number_json(v) for v in values]
+        loads = json.loads
+        for v in texts:  # a text that is no JSON: the ordinary reader reports it
+            if v is not None:
+                loads(v)
+        return codecs.json_array(pa.array(texts, pa.string()))
+    if codecs.is_uuid(type_):
+        return codecs.uuids(pa.array(values, pa.string()))  # 32 hex digits (CHAR(32))
     if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
         # stored as ISO text; Arrow's parser reads the forms SQLAlchemy writes
         text = pa.array(values, pa.string())
@@ -149,6 +171,12 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
     return pa.array(values, type_)
 
 
+def _number_json(value: Any) -> str:
+    if type(value) not in (int, float):
+        raise TypeError(f"{type(value).__name__} in a JSON column")
+    return json.dumps(value)
+
+
 def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     try:
@@ -160,28 +188,73 @@ def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.T
     if not buffer.tell():
         return schema.empty_table()
     buffer.seek(0)
+    # COPY gives JSON, UUIDs and bytea as text: read as text, then decoded a column at once
+    as_text = pa.schema([(f.name, pa.string() if _encoded(f.type) else f.type)
+                         for f in schema])
     try:
-        return pacsv.read_csv(
+        page = pacsv.read_csv(
             buffer,
             read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
             convert_options=pacsv.ConvertOptions(
-                column_types=schema, null_values=[""], strings_can_be_null=True,
+                column_types=as_text, null_values=[""], strings_can_be_null=True,
                 quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        for i, field in enumerate(schema):
+            if _encoded(field.type):
+                page = page.set_column(i, field.name, _decoded(page.column(i), field.type))
+        return page
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):  # bytea_output = escape, ...
         return None
 
 
+def _encoded(t: pa.DataType) -> bool:
+    """Types a database sends as text: JSON, UUIDs, bytes."""
+    return codecs.is_json(t) or codecs.is_uuid(t) or codecs.is_binary(t)
+
+
+def _decoded(texts: Any, t: pa.DataType) -> pa.Array:
+    """PostgreSQL's text of JSON, UUIDs or bytea (`\\x` and hex) as the lane's arrays."""
+    if codecs.is_json(t):
+        return codecs.json_array(texts)
+    if codecs.is_uuid(t):
+        return codecs.uuids(texts)
+    return codecs.from_hex(texts, "\\x")
+
+
 # -- bulk writes ----------------------------------------------------------------------------
-def _fast_csv_types(data: pa.Table) -> pa.Table:
-    """Zone-aware timestamps as text Arrow formats twenty times faster: the UTC wall time
-    (the zone dropped, instants kept) with a `Z`, which PostgreSQL reads as the same
-    instant."""
+def writable(table: sa.Table, data: pa.Table) -> bool:
+    """Whether the lane writes these columns as the record path would: JSON, UUIDs and
+    bytes only into columns of their own type (into text the record path writes its own
+    text of them), and a JSON column only from JSON (a text bound for it is a JSON string
+    there, not a document)."""
+    for field in data.schema:
+        column_type = table.c[field.name].type
+        if codecs.is_json(field.type) != isinstance(column_type, sa.JSON):
+            return False
+        if codecs.is_uuid(field.type) and not isinstance(column_type, sa.Uuid):
+            return False
+        if codecs.is_binary(field.type) and not isinstance(column_type, sa.LargeBinary):
+            return False
+    return True
+
+
+def _csv_ready(data: pa.Table) -> pa.Table:
+    """Columns as the text COPY reads: JSON as its text, UUIDs hyphenated, bytes as bytea's
+    `\\x` hex; zone-aware timestamps as text Arrow formats twenty times faster, the UTC
+    wall time (the zone dropped, instants kept) with a `Z`, which PostgreSQL reads as the
+    same instant."""
     for i, field in enumerate(data.schema):
-        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
-            naive = data.column(i).cast(pa.timestamp(field.type.unit)).cast(pa.string())
+        t = field.type
+        if pa.types.is_timestamp(t) and t.tz is not None:
+            naive = data.column(i).cast(pa.timestamp(t.unit)).cast(pa.string())
             data = data.set_column(i, field.name, pc.binary_join_element_wise(naive, "Z", ""))
+        elif codecs.is_json(t):
+            data = data.set_column(i, field.name, data.column(i).combine_chunks().storage)
+        elif codecs.is_uuid(t):
+            data = data.set_column(i, field.name, codecs.uuid_text(data.column(i)))
+        elif codecs.is_binary(t):
+            data = data.set_column(i, field.name, codecs.hex_text(data.column(i), "\\x"))
     return data
 
 
@@ -191,20 +264,22 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
         return
     if pgcopy.supported(conn.dialect):
         buffer = io.BytesIO()
-        pacsv.write_csv(_fast_csv_types(data), buffer,
+        pacsv.write_csv(_csv_ready(data), buffer,
                         pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
         target = pgcopy.copy_target(conn, table, data.column_names)
         pgcopy.copy_in(conn, f"COPY {target} FROM STDIN WITH (FORMAT csv)", buffer)
         return
     if conn.dialect.name != "sqlite":  # a PostgreSQL driver without COPY (pg8000, ...)
-        conn.execute(sa.insert(table), data.to_pylist())
+        conn.execute(sa.insert(table), codecs.values_of(data))
         return
     # SQLite: the values SQLAlchemy would bind (its DateTime text form, ...), without building
     # a dict per row
     columns = []
     for name in data.column_names:
-        values = data.column(name).to_pylist()
+        column = data.column(name)
+        values = (codecs.json_values(column) if codecs.is_json(column.type)
+                  else column.to_pylist())
         type_ = table.c[name].type
         process = type_.bind_processor(conn.dialect)
         stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write

@@ -42,7 +42,8 @@ def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Ta
     if dialect not in ("postgresql", "sqlite") or not data.num_rows:
         return None if data.num_rows else []
     columns = list(data.column_names)
-    if any(c not in table.c for c in columns) or any(k not in columns for k in key):
+    if (any(c not in table.c for c in columns) or any(k not in columns for k in key)
+            or not arrow.writable(table, data)):
         return None
     stage = sa.Table(
         f"sync_assets_compare_{next(_names)}", sa.MetaData(),

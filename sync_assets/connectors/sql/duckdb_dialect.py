@@ -15,6 +15,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .. import arrow_codecs as codecs
+
 _TYPES: dict[str, Any] = {
     "BOOLEAN": sa.Boolean, "TINYINT": sa.SmallInteger, "SMALLINT": sa.SmallInteger,
     "INTEGER": sa.Integer, "BIGINT": sa.BigInteger, "HUGEINT": sa.BigInteger,
@@ -82,6 +84,11 @@ def unique_keys(conn: Connection, table: str, schema: str | None, *,
 def insert_arrow(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     """Insert every row of `data` in the open transaction: DuckDB reads the Arrow table in
     place, with no Python object per value."""
+    for i, field in enumerate(data.schema):  # extension types as the text DuckDB casts
+        if codecs.is_json(field.type):
+            data = data.set_column(i, field.name, data.column(i).combine_chunks().storage)
+        elif codecs.is_uuid(field.type):
+            data = data.set_column(i, field.name, codecs.uuid_text(data.column(i)))
     raw = conn.connection.dbapi_connection
     view = "_sync_assets_page"
     preparer = conn.dialect.identifier_preparer

@@ -160,14 +160,23 @@ def copy_target(conn: Connection, table: sa.Table | str, columns: Sequence[str])
     return text.replace("%%", "%") if conn.dialect.paramstyle in ("format", "pyformat") else text
 
 
+def _json_text(value: Any) -> str:
+    """A value bound for a JSON column: its JSON, scalars too (a text is a JSON string
+    there, as SQLAlchemy's JSON type binds it)."""
+    return "\\N" if value is None else json.dumps(value, default=str).translate(_ESCAPES)
+
+
 def copy_rows(conn: Connection, table: sa.Table | str, columns: Sequence[str],
-              rows: Sequence[Mapping[str, Any]]) -> None:
-    """COPY rows into a table (or a quoted table name) on the connection's open
-    transaction."""
+              rows: Sequence[Mapping[str, Any]], json_columns: Sequence[str] = ()) -> None:
+    """COPY rows into a table (or a quoted table name, its JSON columns named) on the
+    connection's open transaction."""
+    if isinstance(table, sa.Table):
+        json_columns = [c.name for c in table.columns if isinstance(c.type, sa.JSON)]
+    texts = [_json_text if c in json_columns else _text for c in columns]
     buffer = io.StringIO()
     write = buffer.write
     for row in rows:
-        write("\t".join([_text(row.get(c)) for c in columns]))
+        write("\t".join([text(row.get(c)) for text, c in zip(texts, columns, strict=True)]))
         write("\n")
     buffer.seek(0)  # text: the driver encodes it in the connection's encoding
     copy_in(conn, f"COPY {copy_target(conn, table, columns)} FROM STDIN", buffer)
@@ -186,7 +195,8 @@ def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: 
     cols = ", ".join(preparer.quote(c) for c in names)
     conn.exec_driver_sql(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
                          f"SELECT {cols} FROM {target} WITH NO DATA")
-    copy_rows(conn, stage, names, rows)
+    copy_rows(conn, stage, names, rows,
+              json_columns=[c.name for c in table.columns if isinstance(c.type, sa.JSON)])
     sets = ", ".join(f"{preparer.quote(c)} = s.{preparer.quote(c)}" for c in columns)
     conds = [f"d.{preparer.quote(k)} = s.{preparer.quote(k)}" for k in key]
     params: dict[str, Any] = {}

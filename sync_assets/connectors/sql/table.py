@@ -822,6 +822,8 @@ class SqlTable(Endpoint):
     def write_arrow(self, tx: Connection, data: Any) -> bool:
         from . import arrow
 
+        if not arrow.writable(self.table(), data):
+            return False  # the record path writes these values its own way
         if self.dialect == "duckdb":
             duckdb_dialect.insert_arrow(tx, self.table(), data)
             return True

@@ -1,0 +1,211 @@
+"""Arrow arrays of the values a fast lane carries encoded: JSON as its text (the `arrow.json`
+extension type), UUIDs as their 16 bytes (`arrow.uuid`), binary as bytes; and the text forms
+databases exchange them in (PostgreSQL's `\\x` hex for bytea, hyphenated UUIDs), converted a
+buffer at a time with numpy rather than a Python object per value.
+
+Both sides of the lane use these: a connector parses what its database sends and renders what
+it takes, the engine fingerprints (`columnar.py`) and turns a page into records
+(`values_of`), so a page carries one form of each value whoever reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _NIBBLE[_c] = 10 + _i
+_UUID_DASHES = (8, 13, 18, 23)
+_UUID_HEX = np.array([i for i in range(36) if i not in _UUID_DASHES])
+
+
+def is_json(t: pa.DataType) -> bool:
+    return isinstance(t, pa.JsonType)
+
+
+def is_uuid(t: pa.DataType) -> bool:
+    return isinstance(t, pa.UuidType)
+
+
+def is_binary(t: pa.DataType) -> bool:
+    """Bytes that are not a UUID: binary, large binary, fixed-size binary."""
+    return (pa.types.is_binary(t) or pa.types.is_large_binary(t)
+            or (pa.types.is_fixed_size_binary(t) and not is_uuid(t)))
+
+
+def _whole(arr: Any) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def _validity(arr: pa.Array) -> pa.Buffer | None:
+    """A validity bitmap starting at the array's first value (its own may be offset)."""
+    if not arr.null_count:
+        return None
+    return pc.is_valid(arr).buffers()[1]
+
+
+def _strings(n: int, offsets: np.ndarray, data: np.ndarray, validity: pa.Buffer | None,
+             null_count: int) -> pa.Array:
+    large = offsets[-1] >= 2**31 if len(offsets) else False
+    type_ = pa.large_string() if large else pa.string()
+    offsets = offsets.astype(np.int64 if large else np.int32)
+    return pa.Array.from_buffers(type_, n, [validity, pa.py_buffer(offsets),
+                                            pa.py_buffer(data)], null_count)
+
+
+def _hexed(raw: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(raw), dtype=np.uint8)
+    out[0::2] = _HEX_DIGITS[raw >> 4]
+    out[1::2] = _HEX_DIGITS[raw & 15]
+    return out
+
+
+def _bytes_of(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The value offsets (from 0) and the bytes of a binary or string array."""
+    t = arr.type
+    if pa.types.is_fixed_size_binary(t):
+        width = t.byte_width
+        data = np.frombuffer(arr.buffers()[1], dtype=np.uint8) if len(arr) else np.empty(
+            0, np.uint8)
+        raw = data[arr.offset * width:(arr.offset + len(arr)) * width]
+        return np.arange(len(arr) + 1, dtype=np.int64) * width, raw
+    wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[
+        arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    data = arr.buffers()[2]
+    raw = (np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None
+           else np.empty(0, np.uint8))
+    return offsets - offsets[0], raw
+
+
+def hex_text(arr: Any, prefix: str = "") -> pa.Array:
+    """Each value's bytes as lowercase hex after `prefix` (PostgreSQL's bytea text is
+    `\\x` and the hex), nulls kept."""
+    arr = _whole(arr)
+    if is_uuid(arr.type):
+        arr = arr.storage
+    n = len(arr)
+    offsets, raw = _bytes_of(arr)
+    p = len(prefix)
+    out_offsets = 2 * offsets + p * np.arange(n + 1, dtype=np.int64)
+    out = np.empty(int(out_offsets[-1]), dtype=np.uint8)
+    if n:
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        at = 2 * np.arange(len(raw), dtype=np.int64) + p * (owner + 1)
+        hexed = _hexed(raw)
+        out[at] = hexed[0::2]
+        out[at + 1] = hexed[1::2]
+        if p:
+            starts = out_offsets[:-1, None] + np.arange(p)
+            out[starts] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    return _strings(n, out_offsets, out, _validity(arr), arr.null_count)
+
+
+def from_hex(texts: Any, prefix: str = "") -> pa.Array:
+    """Binary values from their hex text after `prefix`; ValueError for any other text."""
+    texts = _whole(texts)
+    validity, nulls = _validity(texts), texts.null_count
+    filled = _whole(pc.fill_null(texts, prefix)) if nulls else texts
+    n = len(filled)
+    offsets, raw = _bytes_of(filled)
+    lengths = np.diff(offsets) - len(prefix)
+    if n and (lengths.min() < 0 or (lengths % 2).any()):
+        raise ValueError("not hex text")
+    keep = np.ones(len(raw), dtype=bool)
+    if prefix and n:
+        starts = offsets[:-1, None] + np.arange(len(prefix))
+        if (raw[starts] != np.frombuffer(prefix.encode(), dtype=np.uint8)).any():
+            raise ValueError(f"hex text does not start with {prefix!r}")
+        keep[starts] = False
+    nibbles = _NIBBLE[raw[keep]]
+    if (nibbles == 255).any():
+        raise ValueError("not hex text")
+    out = (nibbles[0::2] << 4) | nibbles[1::2]
+    out_offsets = np.concatenate([[0], np.cumsum(lengths // 2)]).astype(np.int64)
+    large = out_offsets[-1] >= 2**31
+    return pa.Array.from_buffers(
+        pa.large_binary() if large else pa.binary(), n,
+        [validity, pa.py_buffer(out_offsets.astype(np.int64 if large else np.int32)),
+         pa.py_buffer(out.astype(np.uint8))], nulls)
+
+
+def uuid_text(arr: Any) -> pa.Array:
+    """UUIDs as their hyphenated lowercase text (`str(uuid)`), nulls kept."""
+    arr = _whole(arr)
+    storage = arr.storage if is_uuid(arr.type) else arr
+    n = len(storage)
+    _, raw = _bytes_of(storage)
+    hexed = _hexed(raw).reshape(n, 32)
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    out[:, _UUID_HEX] = hexed
+    return _strings(n, np.arange(n + 1, dtype=np.int64) * 36, out.reshape(-1),
+                    _validity(storage), storage.null_count)
+
+
+def uuids(texts: Any) -> pa.Array:
+    """An `arrow.uuid` array from UUID texts (hyphenated or 32 hex digits, either case);
+    ValueError for a text that is no UUID."""
+    texts = _whole(texts)
+    validity, nulls = _validity(texts), texts.null_count
+    zero = "00000000-0000-0000-0000-000000000000"
+    filled = _whole(pc.fill_null(texts, zero)) if nulls else texts
+    n = len(filled)
+    offsets, raw = _bytes_of(filled)
+    lengths = np.diff(offsets)
+    if n and (lengths == 36).all():
+        grid = raw.reshape(n, 36)
+        if (grid[:, list(_UUID_DASHES)] != ord("-")).any():
+            raise ValueError("not a UUID")
+        digits = grid[:, _UUID_HEX].reshape(-1)
+    elif n and (lengths == 32).all():
+        digits = raw
+    else:  # braces, URNs, mixed forms: Python's parser, which takes all of them
+        values = [None if v is None else UUID(v).bytes for v in filled.to_pylist()]
+        storage = pa.array(values, pa.binary(16))
+        return pa.ExtensionArray.from_storage(pa.uuid(), _masked(storage, texts))
+    nibbles = _NIBBLE[digits]
+    if (nibbles == 255).any():
+        raise ValueError("not a UUID")
+    out = ((nibbles[0::2] << 4) | nibbles[1::2]).astype(np.uint8)
+    storage = pa.Array.from_buffers(pa.binary(16), n, [validity, pa.py_buffer(out)], nulls)
+    return pa.ExtensionArray.from_storage(pa.uuid(), storage)
+
+
+def _masked(values: pa.Array, like: pa.Array) -> pa.Array:
+    if not like.null_count:
+        return values
+    return pc.if_else(pc.is_valid(like), values, pa.scalar(None, values.type))
+
+
+def json_array(texts: Any) -> pa.Array:
+    """An `arrow.json` array holding these JSON texts."""
+    return pa.ExtensionArray.from_storage(pa.json_(), _whole(texts).cast(pa.string()))
+
+
+def json_values(arr: Any) -> list[Any]:
+    """The decoded values of an `arrow.json` array (SQL NULL and JSON null both None)."""
+    loads = json.loads
+    return [None if v is None else loads(v) for v in _whole(arr).storage.to_pylist()]
+
+
+def values_of(table: pa.Table) -> list[dict[str, Any]]:
+    """A table's rows as records: `to_pylist`, with JSON decoded (UUIDs and bytes are
+    already Python's own there)."""
+    rows = table.to_pylist()
+    for i, field in enumerate(table.schema):
+        if is_json(field.type):
+            name = field.name
+            for row, value in zip(rows, json_values(table.column(i)), strict=True):
+                row[name] = value
+    return rows
