@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..spec.mapping import CastTransform, ConstantTransform, FieldMapping, MapTransform
+from .columnar import unscaled
 
 _SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
@@ -89,9 +90,21 @@ def _cast(column: Any, target: str) -> Any:
             return column.cast(pa.string())
         if pa.types.is_boolean(kind):
             return pc.if_else(column, "true", "false")
+        if pa.types.is_decimal128(kind) and kind.scale <= 6:
+            # Arrow writes such decimals in plain digits (not exponents); `plain` drops
+            # trailing zeros
+            text = column.cast(pa.string())
+            return pc.replace_substring_regex(text, r"\.?0+$", "") if kind.scale else text
         return None
     if target == "number" and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         return column
+    if target == "number" and pa.types.is_decimal128(kind) and kind.precision <= 15:
+        # an int where the decimal is whole, else its float: below 2**53 a whole float is
+        # that int to every later step (fingerprints, a float column)
+        # (Arrow's own cast is not correctly rounded: 427.65 became 427.65000000000003)
+        whole = pa.chunked_array([unscaled(c) for c in column.chunks], pa.int64()) \
+            if isinstance(column, pa.ChunkedArray) else unscaled(column)
+        return pc.divide(pc.cast(whole, pa.float64()), float(10**kind.scale))
     if target == "boolean" and pa.types.is_boolean(kind):
         return column
     if target == "date" and pa.types.is_date32(kind):

@@ -56,7 +56,7 @@ def canonical_texts(arr: Any) -> Any:
 _SAFE_INT = 2**53
 
 
-def _unscaled(arr: Any) -> Any:
+def unscaled(arr: Any) -> Any:
     """The unscaled integers of a decimal128 array of at most 18 digits, as int64: the low
     64 bits of each 128-bit little-endian value (the high ones are only its sign)."""
     import numpy as np
@@ -72,7 +72,7 @@ def _decimal_texts(arr: Any) -> Any:
     own text of a decimal turns to exponents for small values): `plain` gives a whole number
     below 2**53 as an int ("i12"), any other as its normalized text ("s12.5", "s0.001")."""
     scale = arr.type.scale
-    number = _unscaled(arr)
+    number = unscaled(arr)
     negative = pc.less(number, 0)
     digits = pc.abs(number).cast(pa.string())
     if scale > 0:
