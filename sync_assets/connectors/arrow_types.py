@@ -10,6 +10,10 @@ def kind_of(t: pa.DataType) -> str:
     """The portable kind of an Arrow type."""
     if pa.types.is_dictionary(t):
         return kind_of(t.value_type)
+    if isinstance(t, pa.JsonType):
+        return "json"
+    if isinstance(t, pa.UuidType):
+        return "uuid"
     if pa.types.is_boolean(t):
         return "boolean"
     if pa.types.is_integer(t):

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..connectors import arrow_codecs as codecs
+from .. import arrow_codecs as codecs
 from .records import canonical, digests, record_key
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)

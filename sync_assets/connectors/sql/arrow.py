@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import arrow_codecs as codecs
+from ... import arrow_codecs as codecs
 from ..base import CURSOR_COLUMN, ReadRequest, Record
 from . import pgcopy
 

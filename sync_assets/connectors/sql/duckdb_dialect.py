@@ -15,7 +15,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .. import arrow_codecs as codecs
+from ... import arrow_codecs as codecs
 
 _TYPES: dict[str, Any] = {
     "BOOLEAN": sa.Boolean, "TINYINT": sa.SmallInteger, "SMALLINT": sa.SmallInteger,
