@@ -189,8 +189,13 @@ def _masked(values: pa.Array, like: pa.Array) -> pa.Array:
 
 
 def json_array(texts: Any) -> pa.Array:
-    """An `arrow.json` array holding these JSON texts."""
-    return pa.ExtensionArray.from_storage(pa.json_(), _whole(texts).cast(pa.string()))
+    """An `arrow.json` array holding these JSON texts, JSON's null as a null: the drivers
+    decode it to None, which the record path writes as SQL NULL."""
+    texts = _whole(texts).cast(pa.string())
+    is_null = pc.equal(pc.utf8_trim_whitespace(texts), "null")
+    if pc.any(is_null).as_py():
+        texts = pc.if_else(is_null, pa.scalar(None, pa.string()), texts)
+    return pa.ExtensionArray.from_storage(pa.json_(), texts)
 
 
 def json_values(arr: Any) -> list[Any]:
