@@ -455,6 +455,25 @@ def test_money_from_postgresql_lands_in_sqlite_as_the_record_path_writes_it(
     assert stored["arrow"] == stored["records"]
 
 
+def sqlite_lane_values(monkeypatch: pytest.MonkeyPatch,
+                       counts_type: Any) -> list[int]:
+    """The number of values of each SQLite column read onto the lane whose Arrow type
+    `counts_type` accepts."""
+    from sync_assets.connectors.sql import arrow
+
+    pages: list[int] = []
+    original = arrow._sqlite_array
+
+    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
+        out = original(values, type_)
+        if counts_type(type_):
+            pages.append(len(out))
+        return out
+
+    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    return pages
+
+
 def test_sqlite_floats_take_the_lane_and_agree_with_the_record_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sync_assets.connectors.sql import arrow
@@ -465,16 +484,7 @@ def test_sqlite_floats_take_the_lane_and_agree_with_the_record_path(
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("value", sa.Float)],
         [{"id": i, "value": floats[i % 7]} for i in range(1, 301)])
-    pages: list[int] = []
-    original = arrow._sqlite_array
-
-    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
-        out = original(values, type_)
-        if pa.types.is_floating(type_):
-            pages.append(len(out))
-        return out
-
-    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    pages = sqlite_lane_values(monkeypatch, pa.types.is_floating)
     proj = project(tmp_path, (os_url, wh_url), to_warehouse(
         "readings", "reading", "readings", audit=None, syncMode="full", batchSize=100,
         mapping={"id": "id", "value": "value"}))
@@ -577,16 +587,7 @@ def test_sqlite_numeric_takes_the_lane_and_agrees_with_the_record_path(
         [{"id": i, "amount": amounts[i % 6]} for i in range(1, 301)])
     execute(os_url, "UPDATE invoice SET amount = 0.1 + 0.2 WHERE id = 1",  # 0.30000000000000004
             "UPDATE invoice SET amount = 12345678.125 WHERE id = 2")  # rounds as SQLAlchemy does
-    pages: list[int] = []
-    original = arrow._sqlite_array
-
-    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
-        out = original(values, type_)
-        if pa.types.is_decimal(type_):
-            pages.append(len(out))
-        return out
-
-    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    pages = sqlite_lane_values(monkeypatch, pa.types.is_decimal)
     stored: dict[str, list[Any]] = {}
     for lane in ("arrow", "records"):
         (tmp_path / lane).mkdir()
@@ -681,16 +682,7 @@ def test_sqlite_json_and_blobs_take_the_lane_and_agree_with_the_record_path(
 
     os_url = f"sqlite:///{tmp_path / 'os.db'}"
     _documents(os_url)
-    pages: list[int] = []
-    original = arrow._sqlite_array
-
-    def counted(values: list[Any], type_: pa.DataType) -> pa.Array:
-        out = original(values, type_)
-        if codecs.is_json(type_) or codecs.is_binary(type_):
-            pages.append(len(out))
-        return out
-
-    monkeypatch.setattr(arrow, "_sqlite_array", counted)
+    pages = sqlite_lane_values(monkeypatch, lambda t: codecs.is_json(t) or codecs.is_binary(t))
     stored: dict[str, list[Any]] = {}
     for lane in ("arrow", "records"):
         (tmp_path / lane).mkdir()
