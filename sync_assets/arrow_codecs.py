@@ -198,10 +198,15 @@ def json_array(texts: Any) -> pa.Array:
     return pa.ExtensionArray.from_storage(pa.json_(), texts)
 
 
+def json_storage(arr: Any) -> pa.Array:
+    """The JSON texts of an `arrow.json` array (chunked or not) as one string array."""
+    return _whole(arr).storage
+
+
 def json_values(arr: Any) -> list[Any]:
     """The decoded values of an `arrow.json` array (SQL NULL and JSON null both None)."""
     loads = json.loads
-    return [None if v is None else loads(v) for v in _whole(arr).storage.to_pylist()]
+    return [None if v is None else loads(v) for v in json_storage(arr).to_pylist()]
 
 
 def values_of(table: pa.Table) -> list[dict[str, Any]]:

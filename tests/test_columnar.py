@@ -56,13 +56,25 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
     "naive": (pa.timestamp("us"), moments),
     "utc": (pa.timestamp("us", "UTC"), moments.map(lambda d: d.replace(tzinfo=UTC))),
     "date": (pa.date32(), st.dates()),
-    "float": (pa.float64(), st.floats(allow_nan=False)),  # the value-by-value fallback
+    "float": (pa.float64(), st.floats()),
+    # where Arrow's text and repr part ways: exponents, 1e-4, 1e10 and 2**53
+    "float-edges": (pa.float64(), st.sampled_from(
+        [1e-4, -1e-4, 9.999999999999999e-05, 1e10, 9999999999.999998, 2.0**53, 2.0**53 - 1,
+         -(2.0**53), 0.5, -0.0, 5e-324, 1.7976931348623157e308]) | st.floats(1e-6, 1e-3)
+        | st.floats(1e9, 1e11) | st.floats(2.0**52, 2.0**54) | st.floats(-1e17, -1e15)),
+    "float32": (pa.float32(), st.floats(width=32)),
+    "time": (pa.time64("us"), st.times()),
+    "time-s": (pa.time32("s"), st.times().map(lambda t: t.replace(microsecond=0))),
     "money": (pa.decimal128(12, 2), st.decimals(min_value=-(10**10) + 1, max_value=10**10 - 1,
                                                 places=2)),
     "fine": (pa.decimal128(20, 10), st.decimals(min_value=-(10**10) + 1,
                                                 max_value=10**10 - 1, places=10)),
     "whole": (pa.decimal128(38, 0), st.integers(-(10**38) + 1, 10**38 - 1).map(Decimal)),
     "near-2**53": (pa.decimal128(20, 0), st.integers(2**53 - 2**21, 2**53 + 2**21).map(Decimal)),
+    "near-2**53-scaled": (pa.decimal128(25, 3), st.integers(
+        (2**53 - 2**10) * 1000, (2**53 + 2**10) * 1000).map(lambda n: Decimal(n).scaleb(-3))),
+    "rate": (pa.decimal128(20, 6), st.decimals(min_value=-(10**14) + 1, max_value=10**14 - 1,
+                                               places=6)),
     "uuid": (pa.uuid(), st.uuids()),
     "bytes": (pa.binary(), st.binary(max_size=40)),
     "large-bytes": (pa.large_binary(), st.binary(max_size=40)),
@@ -80,10 +92,14 @@ json_values = st.recursive(
 def test_canonical_texts_equal_the_record_paths(kind: str, data: st.DataObject) -> None:
     type_, values = COLUMNS[kind]
     column = data.draw(st.lists(st.none() | values, max_size=20))
+    split = data.draw(st.integers(0, len(column)))  # pages arrive as chunks and slices
+    arr = pa.array(column, type_)
 
-    texts = columnar.canonical_texts(pa.array(column, type_)).to_pylist()
+    texts = columnar.canonical_texts(arr).to_pylist()
+    chunked = columnar.canonical_texts(pa.chunked_array([arr[:split], arr[split:]], type_))
 
     assert texts == [canonical(v) for v in column]
+    assert chunked.to_pylist() == texts
 
 
 @settings(deadline=None)
@@ -172,6 +188,16 @@ def test_payloads_cannot_run_together() -> None:
         [{"x": "ab", "y": "c"}], ["x", "y"])
     assert fingerprints([{"x": None}], ["x"]) != fingerprints([{"x": "n"}], ["x"])
     assert fingerprints([{"x": 1}], ["x"]) != fingerprints([{"x": "1"}], ["x"])
+
+
+def test_decimals_past_28_digits_keep_every_digit() -> None:
+    # Decimal's normalize() rounds to 28 digits: a change in the 29th went unseen
+    a, b = Decimal("1" + "0" * 27 + "1"), Decimal("1" + "0" * 28)
+    assert fingerprints([{"x": a}], ["x"]) != fingerprints([{"x": b}], ["x"])
+    assert canonical(Decimal("12345678901234567890.123456789012")) == \
+        "s12345678901234567890.123456789012"
+    assert canonical(Decimal("1.2300")) == "s1.23"
+    assert canonical(Decimal("-0.000")) == "i0"
 
 
 # -- the read-ahead thread ----------------------------------------------------------------

@@ -9,6 +9,7 @@ same whichever lane wrote it; types the vectorised code does not know go through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import arrow_codecs as codecs
+from ..spec.values import plain
 from .records import canonical, digests, record_key
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
@@ -40,14 +42,21 @@ def canonical_texts(arr: Any) -> Any:
         texts = _tag("t", arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(pa.string()))
     elif pa.types.is_date32(t):
         texts = _tag("d", arr.cast(pa.int32()).cast(pa.string()))
-    elif pa.types.is_decimal128(t) and t.precision <= 18:
+    elif pa.types.is_decimal128(t) and t.scale >= 0:
         texts = _decimal_texts(arr)
+    elif pa.types.is_floating(t):
+        texts = _float_texts(arr)
+    elif pa.types.is_time(t) and t.unit in ("s", "ms", "us"):
+        # Arrow's text always has six fraction digits, isoformat none for a whole second
+        texts = arr.cast(pa.time64("us")).cast(pa.string())
+        texts = _tag("s", pc.if_else(pc.ends_with(texts, ".000000"),
+                                     pc.utf8_slice_codeunits(texts, 0, 8), texts))
     elif codecs.is_uuid(t):  # `plain` gives a UUID's text, bytes their hex
         texts = _tag("s", codecs.uuid_text(arr))
     elif codecs.is_binary(t):
         texts = _tag("s", codecs.hex_text(arr))
-    elif codecs.is_json(t):  # the decoded value's canonical text, as the record path's
-        return pa.array([canonical(v) for v in values(arr)], pa.string())
+    elif codecs.is_json(t):
+        return _json_texts(arr)
     else:
         return pa.array([canonical(v) for v in arr.to_pylist()], pa.string())
     return pc.fill_null(texts, "n")
@@ -68,13 +77,14 @@ def unscaled(arr: Any) -> Any:
 
 
 def _decimal_texts(arr: Any) -> Any:
-    """`canonical` of decimals of at most 18 digits, from their unscaled integers (Arrow's
-    own text of a decimal turns to exponents for small values): `plain` gives a whole number
-    below 2**53 as an int ("i12"), any other as its normalized text ("s12.5", "s0.001")."""
+    """`canonical` of decimals, from their unscaled integers' text (Arrow's own text of a
+    decimal turns to exponents for small values): `plain` gives a whole number below 2**53
+    as an int ("i12"), any other as its normalized text ("s12.5", "s0.001")."""
     scale = arr.type.scale
-    number = unscaled(arr)
-    negative = pc.less(number, 0)
-    digits = pc.abs(number).cast(pa.string())
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    signed = arr.view(pa.decimal128(38, 0)).cast(pa.string())  # the same 128-bit integers
+    negative = pc.starts_with(signed, "-")
+    digits = pc.utf8_ltrim(signed, "-")
     if scale > 0:
         digits = pc.utf8_lpad(digits, scale + 1, "0")
         whole_part = pc.utf8_slice_codeunits(digits, 0, -scale)
@@ -84,16 +94,57 @@ def _decimal_texts(arr: Any) -> Any:
         text = pc.if_else(has_fraction,
                           pc.binary_join_element_wise(whole_part, fraction, "."), whole_part)
     else:
-        has_fraction = pc.equal(number, pc.add(number, 1))  # all false, nulls kept
-        text = digits
+        whole_part = text = digits
+        has_fraction = pc.equal(digits, "")  # all false, nulls kept
     zero = pc.equal(text, "0")
     text = pc.if_else(pc.and_(negative, pc.invert(zero)),
                       pc.binary_join_element_wise("-", text, ""), text)
-    whole = pc.invert(has_fraction)
-    small = pc.less(pc.abs(number), pa.scalar(_SAFE_INT * 10**scale, pa.int64())) \
-        if scale <= 2 else pc.less(pc.abs(number).cast(pa.float64()),
-                                   pa.scalar(float(_SAFE_INT) * 10**scale))
-    return pc.if_else(pc.and_(whole, small), _tag("i", text), _tag("s", text))
+    # below 2**53: fewer digits than it has, or as many and less (texts of one length
+    # order as their numbers)
+    length = pc.utf8_length(whole_part)
+    small = pc.or_(pc.less(length, _SAFE_DIGITS),
+                   pc.and_(pc.equal(length, _SAFE_DIGITS), pc.less(whole_part, str(_SAFE_INT))))
+    return pc.if_else(pc.and_(pc.invert(has_fraction), small), _tag("i", text), _tag("s", text))
+
+
+_SAFE_DIGITS = len(str(_SAFE_INT))
+
+
+def _float_texts(arr: Any) -> Any:
+    """`canonical` of floats: a whole number below 2**53 as an int, any other as `repr`.
+    Arrow's text of a double has repr's shortest digits; where both write them without an
+    exponent (from 1e-4 on, and below 1e10 where Arrow turns to exponents) the texts are
+    the same, and the rest, few in data people have, go through `repr`."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = arr.cast(pa.float64())  # a float32's value as Python holds it, a double
+    magnitude = pc.abs(arr)
+    whole = pc.and_(pc.is_finite(arr), pc.equal(pc.floor(arr), arr))
+    as_int = pc.and_(whole, pc.less(magnitude, float(_SAFE_INT)))
+    ints = _tag("i", pc.if_else(as_int, arr, 0.0).cast(pa.int64()).cast(pa.string()))
+    texts = arr.cast(pa.string())
+    other = pc.and_(pc.invert(as_int), pc.or_(
+        pc.less(magnitude, 1e-4), pc.match_substring(texts, "e")))
+    other = pc.fill_null(other, False)
+    if pc.any(other).as_py():
+        texts = pc.replace_with_mask(texts, other, pa.array(
+            [repr(v) for v in arr.filter(other).to_pylist()], pa.string()))
+    return pc.if_else(as_int, ints, _tag("s", texts))
+
+
+def _json_texts(arr: Any) -> Any:
+    """`canonical` of JSON documents, each distinct text once. Floats are made `plain` as
+    they are parsed, so a decoded document is already in the form `canonical` encodes."""
+    encoded = codecs.json_storage(arr).dictionary_encode()
+    texts = []
+    for text in encoded.dictionary.to_pylist():
+        value = _JSON_DECODER.decode(text)
+        texts.append("j" + _JSON_ENCODER.encode(value) if type(value) in (dict, list)
+                     else canonical(value))
+    return pc.fill_null(pc.take(pa.array(texts, pa.string()), encoded.indices), "n")
+
+
+_JSON_DECODER = json.JSONDecoder(parse_float=lambda text: plain(float(text)))
+_JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def payloads(table: pa.Table, fields: Sequence[str]) -> Any:

@@ -25,7 +25,10 @@ def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         if value == value.to_integral_value() and abs(value) < 2**53:
             return int(value)
-        return format(value.normalize(), "f")
+        # not `normalize()`: it rounds to the context's 28 digits, so two numbers of 29
+        # digits would be one value
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
