@@ -571,6 +571,23 @@ def test_a_first_load_moves_the_cursor_once_when_every_page_is_in(
     assert [r[0] for r in rows(wh_url, "contacts", "id")] == list(range(1, 301))
 
 
+def test_text_with_newlines_takes_the_lane_on_pages_of_many_parser_blocks(
+        pg_url: str, pg_url_2: str, tmp_path: Path, lane_pages: list[int]) -> None:
+    # a page's COPY text is parsed in 1 MiB blocks: a quoted newline on a block's edge
+    # split its row, and the page went to the record path
+    notes = {i: f"{i}:" + "\n".join(["a line, of twenty"] * 20) for i in range(1, 12_001)}
+    create_table(pg_url, "memo", [sa.Column("id", sa.Integer, primary_key=True,
+                                            autoincrement=False), sa.Column("note", sa.Text)],
+                 [{"id": i, "note": n} for i, n in notes.items()])
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "memos", "memo", "memos", audit=None, batchSize=6_000,
+        mapping={"id": "id", "note": "note"}))
+
+    assert counts(sync(proj, "memos")) == {"processed": 12_000, "inserted": 12_000}
+    assert sum(lane_pages) == 12_000
+    assert dict(rows(pg_url_2, "memos", "id")) == notes
+
+
 def test_times_and_intervals_take_the_lane_on_postgresql_and_agree_with_the_record_path(
         pg_url: str, pg_url_2: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         lane_pages: list[int]) -> None:

@@ -610,6 +610,21 @@ def test_a_ragged_csv_row_fails_the_run_naming_the_file_and_its_line(tmp_path: P
     assert long == "lake.long.csv: long.csv line 80001: expected 2 columns, got 3: 80000,x,extra"
 
 
+def test_quoted_newlines_in_a_csv_of_many_blocks_stay_in_their_rows(tmp_path: Path) -> None:
+    # the parser reads 256 KiB blocks: a quoted newline on a block's edge split its row
+    (tmp_path / "in").mkdir()
+    names = {i: f"line one of {i}\nline two, \"quoted\"" if i % 3 else f"n{i}"
+             for i in range(1, 40_001)}
+    (tmp_path / "in" / "notes.csv").write_text("id,name\n" + "".join(
+        f'{i},"{n.replace(chr(34), chr(34) * 2)}"\n' for i, n in names.items()))
+    result = sync(file_source_project(
+        tmp_path, {"type": "files", "url": str(tmp_path / "in")}, "notes.csv"), "load")
+    assert status(result) == "completed"
+    assert counts(result) == {"processed": 40_000, "inserted": 40_000}
+    with sa.create_engine(f"sqlite:///{tmp_path}/out.db").connect() as conn:
+        assert dict(conn.execute(sa.text("SELECT id, name FROM people")).all()) == names
+
+
 def test_an_unreadable_parquet_file_fails_the_run_naming_it(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "people.parquet").write_bytes(b"id,name\n1,a\n")

@@ -270,7 +270,8 @@ class FilesTable(Endpoint):
             if types is not None:
                 column_types.update({f.name: f.type for f in types})
             return ds.CsvFileFormat(
-                parse_options=pacsv.ParseOptions(delimiter=self.settings.delimiter),
+                parse_options=pacsv.ParseOptions(delimiter=self.settings.delimiter,
+                                                 newlines_in_values=True),
                 convert_options=_csv_convert(column_types, None))
         if self.format == "jsonl":
             return ds.JsonFileFormat(parse_options=pajson.ParseOptions(
@@ -388,7 +389,9 @@ class FilesTable(Endpoint):
 
                 stream = pacsv.open_csv(
                     handle, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+                    # a quoted newline on a block boundary would split its row in two
                     parse_options=pacsv.ParseOptions(delimiter=self.settings.delimiter,
+                                                     newlines_in_values=True,
                                                      invalid_row_handler=refuse),
                     convert_options=_csv_convert({f.name: f.type for f in schema}, columns))
                 stream = self._ragged_named(stream, entry, ragged)

@@ -195,6 +195,9 @@ def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.T
         page = pacsv.read_csv(
             buffer,
             read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
+            # without it a quoted newline that falls on the parser's block boundary splits
+            # its row in two and the page goes to the record path
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=as_text, null_values=[""], strings_can_be_null=True,
                 quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
