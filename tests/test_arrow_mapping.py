@@ -4,7 +4,7 @@ on the lane."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sync_assets.engine.mapping import RecordMapper
 from sync_assets.spec import DataSyncConfig, FieldMapping
 from sync_assets.spec.values import plain
 
-from engine_helpers import counts, create_table, engine_for, project, sync, to_warehouse
+from engine_helpers import counts, create_table, engine_for, project, rows, sync, to_warehouse
 
 texts = st.text(max_size=8)
 SOURCES: dict[str, tuple[pa.DataType, Any]] = {
@@ -29,6 +29,13 @@ SOURCES: dict[str, tuple[pa.DataType, Any]] = {
     "float": (pa.float64(), st.floats()),
     "bool": (pa.bool_(), st.booleans()),
     "day": (pa.date32(), st.dates()),
+    "moment": (pa.timestamp("us"), st.datetimes(min_value=datetime(1, 1, 2),
+                                                max_value=datetime(9999, 12, 30))),
+    # as psycopg gives them: in the session's zone, whatever it is
+    "instant": (pa.timestamp("us", "UTC"), st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)),
+                                   timezone(timedelta(hours=9, minutes=30))]))),
     "money": (pa.decimal128(12, 2), st.decimals(min_value=-(10**10) + 1,
                                                 max_value=10**10 - 1, places=2)),
     "rate": (pa.decimal128(20, 6), st.decimals(min_value=-(10**14) + 1,
@@ -94,8 +101,8 @@ def test_the_casts_taken_by_column_are_those_that_cannot_fail() -> None:
                  [], SOURCES[e["source"]][0])})) is not None}
     assert taken == {("text", "string"), ("int", "string"), ("bool", "string"),
                      ("int", "number"), ("float", "number"), ("bool", "boolean"),
-                     ("day", "date"), ("money", "string"), ("money", "number"),
-                     ("rate", "string")}
+                     ("day", "date"), ("moment", "date"), ("instant", "date"),
+                     ("money", "string"), ("money", "number"), ("rate", "string")}
 
 
 @pytest.mark.parametrize("transform", [
@@ -153,3 +160,32 @@ def test_a_sync_with_column_transforms_stays_on_the_lane(
     assert counts(sync(proj, "accounts", full_refresh=True)) == {"processed": 300,
                                                                  "skipped": 300}
     assert sum(lane_pages) == 600
+
+
+def test_an_instant_cast_to_date_is_its_utc_date_on_the_lane_and_off_it(
+        pg_url: str, pg_url_2: str, tmp_path: Path, lane_pages: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    with engine_for(pg_url) as engine, engine.begin() as conn:  # sessions 13 h ahead of UTC
+        conn.execute(sa.text(f'ALTER DATABASE "{engine.url.database}" '
+                             "SET timezone = 'Pacific/Auckland'"))
+    create_table(pg_url, "event", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.DateTime(timezone=True))],
+        [{"id": i, "at": datetime(2024, 1, 1, 20, tzinfo=UTC) + timedelta(hours=i)}
+         for i in range(1, 201)])
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "events", "event", "events", audit=None, batchSize=100, matchKey=["id"],
+        mapping=[{"source": "id", "target": "id"},
+                 {"source": "at", "target": "day",
+                  "transform": {"type": "cast", "targetType": "date"}}]))
+
+    assert counts(sync(proj, "events")) == {"processed": 200, "inserted": 200}
+    assert sum(lane_pages) == 200
+    days = dict(rows(pg_url_2, "events", "id"))
+    assert days[3] == date(2024, 1, 1) and days[4] == date(2024, 1, 2)  # 23:00 and 00:00 UTC
+    assert days == {i: (datetime(2024, 1, 1, 20) + timedelta(hours=i)).date()
+                    for i in range(1, 201)}
+    monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
+    assert counts(sync(proj, "events")) == {"processed": 200, "skipped": 200}

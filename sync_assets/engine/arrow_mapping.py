@@ -109,4 +109,8 @@ def _cast(column: Any, target: str) -> Any:
         return column
     if target == "date" and pa.types.is_date32(kind):
         return column
+    if target == "date" and pa.types.is_timestamp(kind):
+        # a zone-aware array holds UTC instants: without its zone, their UTC dates
+        return column.cast(pa.timestamp(kind.unit)).cast(pa.date32()) if kind.tz \
+            else column.cast(pa.date32())
     return None

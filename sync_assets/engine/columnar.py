@@ -10,6 +10,7 @@ same whichever lane wrote it; types the vectorised code does not know go through
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import arrow_codecs as codecs
-from ..spec.values import plain
 from .records import canonical, digests, record_key
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
@@ -143,7 +143,14 @@ def _json_texts(arr: Any) -> Any:
     return pc.fill_null(pc.take(pa.array(texts, pa.string()), encoded.indices), "n")
 
 
-_JSON_DECODER = json.JSONDecoder(parse_float=lambda text: plain(float(text)))
+def _plain_float(text: str) -> Any:
+    value = float(text)  # what `plain` makes of it, without its dispatch on the type
+    if math.isfinite(value) and value.is_integer() and abs(value) < _SAFE_INT:
+        return int(value)
+    return repr(value)
+
+
+_JSON_DECODER = json.JSONDecoder(parse_float=_plain_float)
 _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

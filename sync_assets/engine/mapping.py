@@ -86,6 +86,10 @@ def cast_value(value: Any, target: str) -> Any:
                 return value.strip().lower() in _TRUE
         if target == "date":
             if isinstance(value, datetime):
+                # an instant's date in UTC (as epoch numbers below, and as JavaScript's
+                # toISOString), not in whatever zone the database session is set to
+                if value.tzinfo is not None:
+                    value = value.astimezone(UTC)
                 return value.date()
             if isinstance(value, date):
                 return value
