@@ -190,6 +190,25 @@ def test_payloads_cannot_run_together() -> None:
     assert fingerprints([{"x": 1}], ["x"]) != fingerprints([{"x": "1"}], ["x"])
 
 
+@settings(deadline=None)
+@given(st.lists(st.none() | moments, max_size=20), st.booleans(), st.integers(0, 20))
+def test_sqlite_timestamps_get_their_stored_text_a_column_at_a_time(
+        values: list[datetime | None], aware: bool, split: int) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from sync_assets.connectors.sql.table import _SqliteDateTime
+
+    type_ = _SqliteDateTime()
+    if aware:
+        values = [None if v is None else v.replace(tzinfo=UTC) for v in values]
+    arr = pa.array(values, pa.timestamp("us", "UTC" if aware else None))
+    chunked = pa.chunked_array([arr[:split], arr[split:]], arr.type)
+    process = type_.bind_processor(sqlite.dialect())
+
+    assert _SqliteDateTime.stored_texts(chunked) == [
+        process(type_.stored_text(v)) for v in values]
+
+
 def test_decimals_past_28_digits_keep_every_digit() -> None:
     # Decimal's normalize() rounds to 28 digits: a change in the 29th went unseen
     a, b = Decimal("1" + "0" * 27 + "1"), Decimal("1" + "0" * 28)

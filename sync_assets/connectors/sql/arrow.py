@@ -132,7 +132,7 @@ def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
         return _copy_out(conn, stmt, schema)
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.construct_params()[p] for p in compiled.positiontup or ())
-    rows = conn.exec_driver_sql(str(compiled), params).fetchall()
+    rows = _sqlite_rows(conn, str(compiled), params)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     try:
         arrays = [_sqlite_array(list(values), field.type)
@@ -141,6 +141,20 @@ def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError,
             ArithmeticError):
         return None  # read the ordinary way, which reports a value it cannot convert
+
+
+def _sqlite_rows(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """The rows as the driver's tuples (SQLAlchemy's Row objects cost as much as reading
+    them). An error is raised by running the statement again through SQLAlchemy, which
+    gives it as the rest of the code expects it (an `OperationalError`, ...)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    except Exception:  # raised again, as SQLAlchemy wraps it
+        return list(conn.exec_driver_sql(sql, params).fetchall())
+    finally:
+        cursor.close()
 
 
 def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
@@ -281,9 +295,14 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     columns = []
     for name in data.column_names:
         column = data.column(name)
+        type_ = table.c[name].type
+        texts = getattr(type_, "stored_texts", None)
+        texts = texts(column) if texts is not None else None
+        if texts is not None:  # the stored text of a whole column at once
+            columns.append(texts)
+            continue
         values = (codecs.json_values(column) if codecs.is_json(column.type)
                   else column.to_pylist())
-        type_ = table.c[name].type
         process = type_.bind_processor(conn.dialect)
         stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write
         if pa.types.is_decimal(data.column(name).type) and not isinstance(type_, sa.Numeric):

@@ -321,6 +321,20 @@ class _SqliteDateTime(SQLITE_DATETIME):
         return value
 
     @staticmethod
+    def stored_texts(arr: Any) -> list[Any] | None:
+        """`stored_text` of every value of an Arrow timestamp array, a column at a time (None
+        for a type it does not take): Arrow writes six fraction digits, isoformat none for a
+        whole second."""
+        import pyarrow as pa  # loaded already: `arr` is one
+        import pyarrow.compute as pc
+
+        if not pa.types.is_timestamp(arr.type) or arr.type.unit == "ns":
+            return None
+        texts = arr.cast(pa.timestamp("us")).cast(pa.string())  # UTC wall time, as above
+        whole = pc.ends_with(texts, ".000000")
+        return pc.if_else(whole, pc.utf8_slice_codeunits(texts, 0, 19), texts).to_pylist()
+
+    @staticmethod
     def forms(value: datetime) -> list[str]:
         """Every text a writer may have stored this instant as: SQLite's, SQLAlchemy's, ISO."""
         wall = value.replace(tzinfo=None)
