@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -538,6 +539,60 @@ def test_sqlite_floats_take_the_lane_and_agree_with_the_record_path(
     assert rows(wh_url, "readings", "id") == [(i, floats[i % 7]) for i in range(1, 301)]
     monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
     assert counts(sync(proj, "readings")) == {"processed": 300, "skipped": 300}
+
+
+def test_sqlite_times_take_the_lane_both_ways_and_agree_with_the_record_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.connectors.sql import arrow
+
+    os_url, wh_url = f"sqlite:///{tmp_path / 'os.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
+    clocks = [dt_time(10, 30), dt_time(23, 59, 59, 123456), dt_time(0, 0, 0, 500000), None]
+    create_table(os_url, "shift", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("clock", sa.Time)], [{"id": i, "clock": clocks[i % 4]} for i in range(1, 301)])
+    read = sqlite_lane_values(monkeypatch, pa.types.is_time)
+    written: list[int] = []
+    insert = arrow.insert
+
+    def counted(conn: Any, table: sa.Table, data: pa.Table) -> None:
+        insert(conn, table, data)
+        if table.name == "shifts":
+            written.append(data.num_rows)
+
+    monkeypatch.setattr(arrow, "insert", counted)
+    proj = project(tmp_path, (os_url, wh_url), to_warehouse(
+        "shifts", "shift", "shifts", audit=None, batchSize=100, matchKey=["id"],
+        mapping={"id": "id", "clock": "clock"}))
+
+    assert counts(sync(proj, "shifts")) == {"processed": 300, "inserted": 300}
+    assert sum(read) == 300 and sum(written) == 300
+    with engine_for(wh_url) as engine, engine.connect() as conn:  # the text SQLAlchemy writes
+        assert conn.exec_driver_sql("SELECT clock FROM shifts WHERE id <= 4 ORDER BY id"
+                                    ).scalars().all() == [
+            "23:59:59.123456", "00:00:00.500000", None, "10:30:00.000000"]
+    assert rows(wh_url, "shifts", "id") == [(i, clocks[i % 4]) for i in range(1, 301)]
+    monkeypatch.setattr(arrow, "schema_for", lambda *_a, **_k: None)  # the record path now
+    assert counts(sync(proj, "shifts")) == {"processed": 300, "skipped": 300}
+
+
+def test_a_sqlite_time_in_another_form_sends_its_page_to_the_ordinary_reader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    os_url, wh_url = f"sqlite:///{tmp_path / 'os.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
+    create_table(os_url, "shift", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("clock", sa.Time)])
+    with engine_for(os_url) as engine, engine.begin() as conn:  # another writer's forms
+        conn.exec_driver_sql("INSERT INTO shift VALUES (1, '10:30'), (2, '07:05:09.5'), "
+                             "(3, '08:00:00')")
+    read = sqlite_lane_values(monkeypatch, pa.types.is_time)
+    proj = project(tmp_path, (os_url, wh_url), to_warehouse(
+        "shifts", "shift", "shifts", audit=None, matchKey=["id"],
+        mapping={"id": "id", "clock": "clock"}))
+
+    assert counts(sync(proj, "shifts")) == {"processed": 3, "inserted": 3}
+    assert read == []  # refused, so time.fromisoformat read them
+    assert rows(wh_url, "shifts", "id") == [
+        (1, dt_time(10, 30)), (2, dt_time(7, 5, 9, 500000)), (3, dt_time(8))]
 
 
 def test_sqlite_text_arrow_cannot_type_is_read_the_ordinary_way(tmp_path: Path) -> None:

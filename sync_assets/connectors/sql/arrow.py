@@ -52,8 +52,8 @@ def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
     (`arrow.json`), UUIDs as `arrow.uuid`, bytea and blobs as binary. Numeric of a
     declared precision (up to 38 digits) reads as that decimal: on PostgreSQL COPY writes the
     text the driver would parse, on SQLite the stored number is rounded to the scale as
-    SQLAlchemy rounds it. Float and double read as float64, PostgreSQL's time as time64 and
-    its interval as the text the ordinary reader gives (`reads_as_text`)."""
+    SQLAlchemy rounds it. Float and double read as float64, time as time64, PostgreSQL's
+    interval as the text the ordinary reader gives (`reads_as_text`)."""
     if isinstance(type_, sa.Boolean):
         return pa.bool_()
     if dialect in ("postgresql", "sqlite"):
@@ -76,7 +76,8 @@ def arrow_type(type_: Any, dialect: str) -> pa.DataType | None:
         return pa.decimal128(type_.precision, type_.scale)
     if dialect == "postgresql" and getattr(type_, "reads_as_text", False):
         return pa.string()
-    if dialect == "postgresql" and isinstance(type_, sa.Time) and not type_.timezone:
+    if dialect in ("postgresql", "sqlite") and isinstance(type_, sa.Time) \
+            and not type_.timezone:
         return pa.time64("us")
     if isinstance(type_, sa.DateTime):
         # SQLite stores text without a zone; PostgreSQL's timestamptz reads as UTC
@@ -169,6 +170,15 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
         return codecs.json_array(pa.array(texts, pa.string()))
     if codecs.is_uuid(type_):
         return codecs.uuids(pa.array(values, pa.string()))  # 32 hex digits (CHAR(32))
+    if pa.types.is_time(type_):
+        # stored as text (SQLAlchemy writes HH:MM:SS.ffffff), read with time.fromisoformat:
+        # Arrow reads the forms both take alike, anything else is left to that reader
+        text = pa.array(values, pa.string())
+        if not pc.all(pc.match_substring_regex(
+                text, r"^\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?$")).as_py():
+            raise ValueError("a time in another form")
+        day = pc.binary_join_element_wise("1970-01-01 ", text, "")
+        return day.cast(pa.timestamp("us")).cast(type_)
     if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
         # stored as ISO text; Arrow's parser reads the forms SQLAlchemy writes
         text = pa.array(values, pa.string())
@@ -303,7 +313,8 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
             continue
         values = (codecs.json_values(column) if codecs.is_json(column.type)
                   else column.to_pylist())
-        process = type_.bind_processor(conn.dialect)
+        # the dialect's own type binds (SQLite's TIME formats a time; the generic one does not)
+        process = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write
         if pa.types.is_decimal(data.column(name).type) and not isinstance(type_, sa.Numeric):
             # sqlite3 binds no Decimal: its text, as the record path writes it (coerce)
