@@ -72,6 +72,8 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
                                                 max_value=10**10 - 1, places=10)),
     "whole": (pa.decimal128(38, 0), st.integers(-(10**38) + 1, 10**38 - 1).map(Decimal)),
     "near-2**53": (pa.decimal128(20, 0), st.integers(2**53 - 2**21, 2**53 + 2**21).map(Decimal)),
+    "whole-18": (pa.decimal128(18, 0), (st.integers(2**53 - 4, 2**53 + 4)
+                                        | st.integers(-(10**18) + 1, 10**18 - 1)).map(Decimal)),
     "near-2**53-scaled": (pa.decimal128(25, 3), st.integers(
         (2**53 - 2**10) * 1000, (2**53 + 2**10) * 1000).map(lambda n: Decimal(n).scaleb(-3))),
     "rate": (pa.decimal128(20, 6), st.decimals(min_value=-(10**14) + 1, max_value=10**14 - 1,

@@ -9,6 +9,7 @@ same whichever lane wrote it; types the vectorised code does not know go through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import arrow_codecs as codecs
-from .records import canonical, digests, record_key
+from .records import canonical, record_key
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
 _JSON_SPECIAL = r'["\\\x00-\x1f]'
@@ -79,32 +80,31 @@ def unscaled(arr: Any) -> Any:
 def _decimal_texts(arr: Any) -> Any:
     """`canonical` of decimals, from their unscaled integers' text (Arrow's own text of a
     decimal turns to exponents for small values): `plain` gives a whole number below 2**53
-    as an int ("i12"), any other as its normalized text ("s12.5", "s0.001")."""
+    as an int ("i12"), any other as its normalized text ("s12.5", "s-0.001")."""
     scale = arr.type.scale
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    signed = arr.view(pa.decimal128(38, 0)).cast(pa.string())  # the same 128-bit integers
-    negative = pc.starts_with(signed, "-")
-    digits = pc.utf8_ltrim(signed, "-")
+    if arr.type.precision <= 18:  # the integers fit int64, whose text Arrow writes faster
+        number = unscaled(arr)
+        negative, digits = pc.less(number, 0), pc.abs(number).cast(pa.string())
+    else:
+        signed = arr.view(pa.decimal128(38, 0)).cast(pa.string())  # the same 128-bit ints
+        negative, digits = pc.starts_with(signed, "-"), pc.utf8_ltrim(signed, "-")
     if scale > 0:
         digits = pc.utf8_lpad(digits, scale + 1, "0")
-        whole_part = pc.utf8_slice_codeunits(digits, 0, -scale)
-        fraction = pc.replace_substring_regex(
-            pc.utf8_slice_codeunits(digits, -scale, 2**31 - 1), r"0+$", "")
+        whole = pc.utf8_slice_codeunits(digits, 0, -scale)
+        fraction = pc.utf8_rtrim(pc.utf8_slice_codeunits(digits, -scale, 2**31 - 1), "0")
         has_fraction = pc.greater(pc.utf8_length(fraction), 0)
-        text = pc.if_else(has_fraction,
-                          pc.binary_join_element_wise(whole_part, fraction, "."), whole_part)
     else:
-        whole_part = text = digits
-        has_fraction = pc.equal(digits, "")  # all false, nulls kept
-    zero = pc.equal(text, "0")
-    text = pc.if_else(pc.and_(negative, pc.invert(zero)),
-                      pc.binary_join_element_wise("-", text, ""), text)
+        whole, fraction = digits, pc.utf8_slice_codeunits(digits, 0, 0)
+        has_fraction = pc.equal(negative, pc.invert(negative))  # all false, nulls kept
     # below 2**53: fewer digits than it has, or as many and less (texts of one length
-    # order as their numbers)
-    length = pc.utf8_length(whole_part)
+    # order as their numbers); a negative number is never "0", so its sign goes first
+    length = pc.utf8_length(whole)
     small = pc.or_(pc.less(length, _SAFE_DIGITS),
-                   pc.and_(pc.equal(length, _SAFE_DIGITS), pc.less(whole_part, str(_SAFE_INT))))
-    return pc.if_else(pc.and_(pc.invert(has_fraction), small), _tag("i", text), _tag("s", text))
+                   pc.and_(pc.equal(length, _SAFE_DIGITS), pc.less(whole, str(_SAFE_INT))))
+    tag = pc.if_else(pc.and_(pc.invert(has_fraction), small), "i", "s")
+    return pc.binary_join_element_wise(tag, pc.if_else(negative, "-", ""), whole,
+                                       pc.if_else(has_fraction, ".", ""), fraction, "")
 
 
 _SAFE_DIGITS = len(str(_SAFE_INT))
@@ -156,14 +156,13 @@ _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_a
 
 def payloads(table: pa.Table, fields: Sequence[str]) -> Any:
     """`records.payload` of every row over these columns."""
-    pieces = []
+    pieces: list[Any] = []
     for f in fields:
         texts = canonical_texts(table.column(f))
-        pieces.append(pc.binary_join_element_wise(
-            pc.utf8_length(texts).cast(pa.string()), texts, ":"))
+        pieces += [pc.utf8_length(texts).cast(pa.string()), ":", texts]
     if not pieces:
         return pa.array([""] * table.num_rows, pa.string())
-    return pc.binary_join_element_wise(*pieces, "")
+    return pc.binary_join_element_wise(*pieces, "")  # one pass over every column's texts
 
 
 def values(arr: Any) -> list[Any]:
@@ -178,7 +177,10 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
 
 def fingerprints(table: pa.Table, fields: Sequence[str]) -> list[str]:
     """`records.fingerprints` of the table's rows over these columns."""
-    return digests(payloads(table, fields).to_pylist())
+    # the payloads' UTF-8 bytes straight from Arrow (records.digests encodes each str)
+    blake = hashlib.blake2b
+    return [blake(b, digest_size=16).hexdigest()
+            for b in payloads(table, fields).cast(pa.binary()).to_pylist()]
 
 
 def record_keys(table: pa.Table, fields: Sequence[str]) -> list[str]:
