@@ -103,3 +103,40 @@ def test_a_planned_refresh_changes_nothing(synced: tuple[Any, str]) -> None:
     assert counts(run(proj, "people", full_refresh=True, dry_run=True)) == {
         "processed": N, "updated": 1, "skipped": N - 1}
     assert {r[0]: r[1] for r in rows(warehouse, "people", "email")}["p42@x.io"] == "edited"
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_a_refresh_probes_the_keys_index_page_by_page_on_postgresql(
+        tmp_path: Path, pg_url: str, pg_url_2: str, indexed: bool,
+        record_path: list[int]) -> None:
+    # a fresh temporary table has no statistics: PostgreSQL merged it with the whole
+    # table's index, up to the page's last key (0.18 s a page at 800,000 rows, not 0.01 s)
+    create_table(pg_url, "people", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.Text, unique=True, nullable=False), sa.Column("name", sa.Text)],
+        [{"id": i, "email": f"p{i}@x.io", "name": f"name {i}"} for i in range(1, N + 1)])
+    create_table(pg_url_2, "people", [
+        sa.Column("email", sa.Text, primary_key=indexed, nullable=False),
+        sa.Column("name", sa.Text)])
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "people", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], batchSize=1000))
+    assert counts(run(proj, "people")) == {"processed": N, "inserted": N}
+    execute(pg_url_2, "UPDATE people SET name = 'edited' WHERE email = 'p41@x.io'")
+    record_path.clear()
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        result = run(proj, "people", full_refresh=True)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+
+    assert counts(result) == {"processed": N, "updated": 1, "skipped": N - 1}
+    assert record_path == [1]
+    assert dict(rows(pg_url_2, "people", "email"))["p41@x.io"] == "name 41"
+    probes = statements.count("SET LOCAL enable_mergejoin = off")
+    assert probes == (3 if indexed else 0)  # one per page, only where an index can serve

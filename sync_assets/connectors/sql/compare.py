@@ -29,6 +29,16 @@ def _comparable(column: Any, dialect: str) -> Any:
     return column
 
 
+def _indexed(table: sa.Table, key: Sequence[str]) -> bool:
+    """Whether an index (the primary key's, a unique constraint's or another) has exactly
+    the key's columns."""
+    wanted = set(key)
+    if {c.name for c in table.primary_key.columns} == wanted:
+        return True
+    unique = [c for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    return any({c.name for c in index.columns} == wanted for index in [*table.indexes, *unique])
+
+
 def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Table
               ) -> list[int] | None:
     """Indices of `data`'s rows that `table` does not hold as they are: no row with their
@@ -60,6 +70,13 @@ def differing(conn: Connection, table: sa.Table, key: Sequence[str], data: pa.Ta
             for c in columns if c not in key]
         query = (sa.select(stage.c[_ROW]).select_from(stage.outerjoin(held, on))
                  .where(sa.or_(held.c[key[0]].is_(None), *changed)))
+        if dialect == "postgresql" and _indexed(table, key):
+            # a page is small beside the table: one index probe per row. Without stats on
+            # the new temporary table PostgreSQL merges instead, scanning the table's index
+            # from its start up to the page's last key (0.18 s a page against 0.01 s at
+            # 800,000 rows). The caller's transaction is rolled back, and these with it.
+            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
         found = sorted(int(r) for r in conn.execute(query).scalars())
     except (SQLAlchemyError, TypeError, ValueError, ArithmeticError):
         # a value this table cannot take as it is: the record path compares (and reports)
