@@ -97,6 +97,26 @@ def test_a_refresh_rebuilds_a_lost_state_from_the_destination(
     assert record_path == []
 
 
+def test_a_sync_onto_a_table_it_did_not_load_compares_set_based(
+        synced: tuple[Any, str], record_path: list[int]) -> None:
+    # a lost state (or a new sync onto a loaded table): no refresh asked for, yet every
+    # record the state does not know is compared with the destination by the destination
+    proj, warehouse = synced
+    execute(warehouse, "DELETE FROM _sync_assets_records", "DELETE FROM _sync_assets_cursor",
+            "UPDATE people SET name = 'edited' WHERE email = 'p41@x.io'")
+    assert counts(run(proj, "people")) == {"processed": N, "updated": 1, "skipped": N - 1}
+    assert record_path == [1]
+    with sa.create_engine(warehouse).connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM people WHERE email = 'p41@x.io'")
+                            ).scalar() == "name 41"
+    execute(warehouse, "DELETE FROM _sync_assets_cursor")  # the state holds them all again
+    assert counts(run(proj, "people")) == {"processed": N, "skipped": N}
+    assert record_path == [1]
+    with sa.create_engine(warehouse).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*), sum(CASE WHEN created THEN 1 ELSE 0 END)"
+                                    " FROM _sync_assets_records")).one() == (N, 0)
+
+
 def test_a_planned_refresh_changes_nothing(synced: tuple[Any, str]) -> None:
     proj, warehouse = synced
     execute(warehouse, "UPDATE people SET name = 'edited' WHERE email = 'p42@x.io'")

@@ -220,6 +220,8 @@ class Reading:
             return
         changed = [i for i, (k, fp) in enumerate(zip(keys, fps, strict=True))
                    if known.get(k, ("",))[0] != fp]
+        if request.lower is None and changed:
+            changed = self._adopted(data, keys, fps, known, changed)
         unchanged = page.num_rows - len(changed)
         if unchanged:
             at_boundary = 0
@@ -232,6 +234,26 @@ class Reading:
                     1 for i in changed if same[i])
             self._count(Outcome(skipped=unchanged - at_boundary))
         self._write_rest(page, changed, request)
+
+    def _adopted(self, data: pa.Table, keys: list[str], fps: list[str],
+                 known: dict[str, tuple[str, bool]], changed: list[int]) -> list[int]:
+        """Of a page read from the start, the changed rows less those the state does not
+        know but the destination already holds as they are (a new sync onto a loaded
+        table, a lost state): found set-based (`Endpoint.differing`), given their state
+        fingerprints and counted skipped, as the record path would after comparing each."""
+        unknown = [i for i in changed if keys[i] not in known]
+        if not unknown or not self.dest_exists or self.op == "delete":
+            return changed
+        with self.dest.transaction(rollback=True) as conn:
+            differ = self.dest.differing(conn, self.key, data.take(unknown))
+        if differ is None:
+            return changed
+        held = set(unknown) - {unknown[i] for i in differ}
+        if held:
+            with self.state_host.transaction() as sconn:
+                self.state.save_records(sconn, [(keys[i], fps[i], False) for i in sorted(held)],
+                                        set(known))
+        return [i for i in changed if i not in held]
 
     def _write_rest(self, page: pa.Table, rows: list[int], request: ReadRequest) -> None:
         """These rows of an Arrow page through the record path, the rest counted already;
