@@ -800,3 +800,34 @@ def test_help_imports_neither_pydantic_nor_sqlalchemy_nor_dagster() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_run_leaves_pandas_unimported_and_pandas_still_works_after(tmp_path: Path) -> None:
+    # pyarrow imports pandas (0.2 s, 30 MB) on its first Python value only to ask whether
+    # it is a pandas object; a run never gives it one
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/os.db")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE contact (id INTEGER PRIMARY KEY, email TEXT)"))
+        conn.execute(sa.text("INSERT INTO contact VALUES (:i, :e)"),
+                     [{"i": i, "e": f"p{i}@x.io"} for i in range(1, 301)])
+    engine.dispose()
+    (tmp_path / "project.yaml").write_text(
+        'objectstack: {url: "sqlite:///os.db"}\n'
+        'connectors: {warehouse: {type: sql, url: "sqlite:///wh.db"}}\n'
+        "syncs:\n  - {name: contacts, source: {object: contact}, destination: "
+        "{connectorInstanceId: warehouse, externalResource: contacts, operation: upsert, "
+        "matchKey: [id], mapping: {id: id, email: email}}}\n")
+    script = (
+        "import sys\nfrom sync_assets.cli import main\n"
+        "code = main(['run', 'project.yaml'])\n"
+        "print('pandas imported:', 'pandas' in sys.modules)\n"
+        "import pandas, pyarrow\n"
+        "print(pyarrow.Table.from_pandas(pandas.DataFrame({'x': [1, 2]})).num_rows)\n"
+        "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "300 processed: 300 inserted" in done.stdout
+    assert done.stdout.splitlines()[-2:] == ["pandas imported: False", "2"]

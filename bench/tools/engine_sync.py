@@ -16,7 +16,10 @@ import time
 
 t0 = time.perf_counter()
 from sync_assets import load_project  # noqa: E402
+from sync_assets.cli import skip_pandas_probe  # noqa: E402
 from sync_assets.engine import run  # noqa: E402
+
+skip_pandas_probe()  # as `sync-assets run` does
 
 t1 = time.perf_counter()
 args = [a for a in sys.argv[1:] if a != "--full-refresh"]
