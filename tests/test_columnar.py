@@ -212,6 +212,14 @@ def test_sqlite_timestamps_get_their_stored_text_a_column_at_a_time(
         process(type_.stored_text(v)) for v in values]
 
 
+def test_json_infinities_and_nan_get_the_record_paths_canonical_text() -> None:
+    # not JSON, but Python's reader takes them (a SQLite TEXT in a JSON column may hold one)
+    documents = ["Infinity", '[-Infinity, 1.5, 2.0]', '{"a": NaN, "b": {"c": 1e400}}']
+    texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
+    assert texts.to_pylist() == [canonical(json.loads(d)) for d in documents] == [
+        "sinf", 'j["-inf","1.5",2]', 'j{"a":"nan","b":{"c":"inf"}}']
+
+
 def test_decimals_past_28_digits_keep_every_digit() -> None:
     # Decimal's normalize() rounds to 28 digits: a change in the 29th went unseen
     a, b = Decimal("1" + "0" * 27 + "1"), Decimal("1" + "0" * 28)

@@ -150,7 +150,8 @@ def _plain_float(text: str) -> Any:
     return repr(value)
 
 
-_JSON_DECODER = json.JSONDecoder(parse_float=_plain_float)
+# Infinity, -Infinity and NaN (which Python's JSON reads) are floats as well
+_JSON_DECODER = json.JSONDecoder(parse_float=_plain_float, parse_constant=_plain_float)
 _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
