@@ -42,7 +42,8 @@ def is_binary(t: pa.DataType) -> bool:
             or (pa.types.is_fixed_size_binary(t) and not is_uuid(t)))
 
 
-def _whole(arr: Any) -> pa.Array:
+def whole(arr: Any) -> pa.Array:
+    """An array, chunked or not, as one array."""
     if isinstance(arr, pa.ChunkedArray):
         return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     return arr
@@ -92,7 +93,7 @@ def _bytes_of(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def hex_text(arr: Any, prefix: str = "") -> pa.Array:
     """Each value's bytes as lowercase hex after `prefix` (PostgreSQL's bytea text is
     `\\x` and the hex), nulls kept."""
-    arr = _whole(arr)
+    arr = whole(arr)
     if is_uuid(arr.type):
         arr = arr.storage
     n = len(arr)
@@ -114,9 +115,9 @@ def hex_text(arr: Any, prefix: str = "") -> pa.Array:
 
 def from_hex(texts: Any, prefix: str = "") -> pa.Array:
     """Binary values from their hex text after `prefix`; ValueError for any other text."""
-    texts = _whole(texts)
+    texts = whole(texts)
     validity, nulls = _validity(texts), texts.null_count
-    filled = _whole(pc.fill_null(texts, prefix)) if nulls else texts
+    filled = whole(pc.fill_null(texts, prefix)) if nulls else texts
     n = len(filled)
     offsets, raw = _bytes_of(filled)
     lengths = np.diff(offsets) - len(prefix)
@@ -142,7 +143,7 @@ def from_hex(texts: Any, prefix: str = "") -> pa.Array:
 
 def uuid_text(arr: Any) -> pa.Array:
     """UUIDs as their hyphenated lowercase text (`str(uuid)`), nulls kept."""
-    arr = _whole(arr)
+    arr = whole(arr)
     storage = arr.storage if is_uuid(arr.type) else arr
     n = len(storage)
     _, raw = _bytes_of(storage)
@@ -156,10 +157,10 @@ def uuid_text(arr: Any) -> pa.Array:
 def uuids(texts: Any) -> pa.Array:
     """An `arrow.uuid` array from UUID texts (hyphenated or 32 hex digits, either case);
     ValueError for a text that is no UUID."""
-    texts = _whole(texts)
+    texts = whole(texts)
     validity, nulls = _validity(texts), texts.null_count
     zero = "00000000-0000-0000-0000-000000000000"
-    filled = _whole(pc.fill_null(texts, zero)) if nulls else texts
+    filled = whole(pc.fill_null(texts, zero)) if nulls else texts
     n = len(filled)
     offsets, raw = _bytes_of(filled)
     lengths = np.diff(offsets)
@@ -191,7 +192,7 @@ def _masked(values: pa.Array, like: pa.Array) -> pa.Array:
 def json_array(texts: Any) -> pa.Array:
     """An `arrow.json` array holding these JSON texts, JSON's null as a null: the drivers
     decode it to None, which the record path writes as SQL NULL."""
-    texts = _whole(texts).cast(pa.string())
+    texts = whole(texts).cast(pa.string())
     is_null = pc.equal(pc.utf8_trim_whitespace(texts), "null")
     if pc.any(is_null).as_py():
         texts = pc.if_else(is_null, pa.scalar(None, pa.string()), texts)
@@ -200,7 +201,7 @@ def json_array(texts: Any) -> pa.Array:
 
 def json_storage(arr: Any) -> pa.Array:
     """The JSON texts of an `arrow.json` array (chunked or not) as one string array."""
-    return _whole(arr).storage
+    return whole(arr).storage
 
 
 def json_values(arr: Any) -> list[Any]:

@@ -9,7 +9,6 @@ same whichever lane wrote it; types the vectorised code does not know go through
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import arrow_codecs as codecs
-from .records import canonical, record_key
+from .records import canonical, record_key, utf8_digests
 
 # what json's encode_basestring escapes (the C encoder record_key uses, non-ASCII kept)
 _JSON_SPECIAL = r'["\\\x00-\x1f]'
@@ -64,6 +63,7 @@ def canonical_texts(arr: Any) -> Any:
 
 
 _SAFE_INT = 2**53
+_SAFE_DIGITS = len(str(_SAFE_INT))
 
 
 def unscaled(arr: Any) -> Any:
@@ -71,7 +71,7 @@ def unscaled(arr: Any) -> Any:
     64 bits of each 128-bit little-endian value (the high ones are only its sign)."""
     import numpy as np
 
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = codecs.whole(arr)
     words = np.frombuffer(arr.buffers()[1], dtype=np.int64)
     low = words[2 * arr.offset: 2 * (arr.offset + len(arr)): 2]
     return pa.array(low, pa.int64(), mask=arr.is_null().to_numpy(zero_copy_only=False))
@@ -82,7 +82,7 @@ def _decimal_texts(arr: Any) -> Any:
     decimal turns to exponents for small values): `plain` gives a whole number below 2**53
     as an int ("i12"), any other as its normalized text ("s12.5", "s-0.001")."""
     scale = arr.type.scale
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = codecs.whole(arr)
     if arr.type.precision <= 18:  # the integers fit int64, whose text Arrow writes faster
         number = unscaled(arr)
         negative, digits = pc.less(number, 0), pc.abs(number).cast(pa.string())
@@ -107,15 +107,13 @@ def _decimal_texts(arr: Any) -> Any:
                                        pc.if_else(has_fraction, ".", ""), fraction, "")
 
 
-_SAFE_DIGITS = len(str(_SAFE_INT))
-
 
 def _float_texts(arr: Any) -> Any:
     """`canonical` of floats: a whole number below 2**53 as an int, any other as `repr`.
     Arrow's text of a double has repr's shortest digits; where both write them without an
     exponent (from 1e-4 on, and below 1e10 where Arrow turns to exponents) the texts are
     the same, and the rest, few in data people have, go through `repr`."""
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = codecs.whole(arr)
     arr = arr.cast(pa.float64())  # a float32's value as Python holds it, a double
     magnitude = pc.abs(arr)
     whole = pc.and_(pc.is_finite(arr), pc.equal(pc.floor(arr), arr))
@@ -178,10 +176,8 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
 
 def fingerprints(table: pa.Table, fields: Sequence[str]) -> list[str]:
     """`records.fingerprints` of the table's rows over these columns."""
-    # the payloads' UTF-8 bytes straight from Arrow (records.digests encodes each str)
-    blake = hashlib.blake2b
-    return [blake(b, digest_size=16).hexdigest()
-            for b in payloads(table, fields).cast(pa.binary()).to_pylist()]
+    # the payloads' UTF-8 bytes straight from Arrow (`digests` would encode each str)
+    return utf8_digests(payloads(table, fields).cast(pa.binary()).to_pylist())
 
 
 def record_keys(table: pa.Table, fields: Sequence[str]) -> list[str]:

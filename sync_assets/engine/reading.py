@@ -239,21 +239,31 @@ class Reading:
                  known: dict[str, tuple[str, bool]], changed: list[int]) -> list[int]:
         """Of a page read from the start, the changed rows less those the state does not
         know but the destination already holds as they are (a new sync onto a loaded
-        table, a lost state): found set-based (`Endpoint.differing`), given their state
-        fingerprints and counted skipped, as the record path would after comparing each."""
+        table, a lost state), counted skipped as the record path would after comparing
+        each."""
         unknown = [i for i in changed if keys[i] not in known]
         if not unknown or not self.dest_exists or self.op == "delete":
             return changed
+        held = self._held_as_they_are(data, unknown, keys, fps, known)
+        return changed if held is None else [i for i in changed if i not in held]
+
+    def _held_as_they_are(self, data: pa.Table, rows: list[int], keys: list[str], fps: list[str],
+              known: dict[str, tuple[str, bool]]) -> set[int] | None:
+        """Of these rows of a page, those the destination holds as they are, found by the
+        destination itself (`Endpoint.differing`), their state fingerprints set right
+        where they were not; None where it cannot tell."""
+        whole = len(rows) == data.num_rows
         with self.dest.transaction(rollback=True) as conn:
-            differ = self.dest.differing(conn, self.key, data.take(unknown))
+            differ = self.dest.differing(conn, self.key, data if whole else data.take(rows))
         if differ is None:
-            return changed
-        held = set(unknown) - {unknown[i] for i in differ}
-        if held:
+            return None
+        held = set(rows) - {rows[i] for i in differ}
+        repaired = [(keys[i], fps[i], known.get(keys[i], ("", False))[1]) for i in sorted(held)
+                    if known.get(keys[i], ("",))[0] != fps[i]]
+        if repaired and not self.options.dry_run:
             with self.state_host.transaction() as sconn:
-                self.state.save_records(sconn, [(keys[i], fps[i], False) for i in sorted(held)],
-                                        set(known))
-        return [i for i in changed if i not in held]
+                self.state.save_records(sconn, repaired, set(known))
+        return held
 
     def _write_rest(self, page: pa.Table, rows: list[int], request: ReadRequest) -> None:
         """These rows of an Arrow page through the record path, the rest counted already;
@@ -267,24 +277,16 @@ class Reading:
     def _refreshed_page(self, page: pa.Table, data: pa.Table, keys: list[str],
                         fps: list[str], known: dict[str, tuple[str, bool]],
                         request: ReadRequest) -> None:
-        """A full refresh's page, compared with the destination by the destination itself
-        (`Endpoint.differing`): the records it holds as they are are skipped, their state
-        fingerprints set right where they were not; only the rest take the record path."""
-        with self.dest.transaction(rollback=True) as conn:
-            differ = self.dest.differing(conn, self.key, data)
-        if differ is None:
+        """A full refresh's page, compared with the destination by the destination itself:
+        the records it holds as they are are skipped, their state fingerprints set right
+        where they were not; only the rest take the record path."""
+        held = self._held_as_they_are(data, list(range(page.num_rows)), keys, fps, known)
+        if held is None:
             self._record_page(columnar.rows(page), request)
             return
-        other = set(differ)
-        same = [i for i in range(page.num_rows) if i not in other]
-        repaired = [(keys[i], fps[i], known.get(keys[i], ("", False))[1]) for i in same
-                    if known.get(keys[i], ("",))[0] != fps[i]]
-        if repaired and not self.options.dry_run:
-            with self.state_host.transaction() as sconn:
-                self.state.save_records(sconn, repaired, set(known))
-        if same:
-            self._count(Outcome(skipped=len(same)))
-        self._write_rest(page, differ, request)
+        if held:
+            self._count(Outcome(skipped=len(held)))
+        self._write_rest(page, [i for i in range(page.num_rows) if i not in held], request)
 
     def _page_cursor(self, page: pa.Table, request: ReadRequest) -> Any:
         if not self._page_cursors(request) or not page.num_rows:

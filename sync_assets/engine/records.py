@@ -86,6 +86,12 @@ def digests(payloads: Iterable[str]) -> list[str]:
             for p in payloads]
 
 
+def utf8_digests(payloads: Iterable[bytes]) -> list[str]:
+    """`digests` of payloads given as their UTF-8 bytes (as Arrow holds them)."""
+    blake = hashlib.blake2b
+    return [blake(p, digest_size=16).hexdigest() for p in payloads]
+
+
 def fingerprints(records: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> list[str]:
     """The fingerprints of mapped records: equal values (after `plain`), equal fingerprints."""
     return digests(payload([canonical(r.get(f)) for f in fields]) for r in records)

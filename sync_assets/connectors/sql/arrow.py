@@ -306,9 +306,9 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     for name in data.column_names:
         column = data.column(name)
         type_ = table.c[name].type
-        texts = getattr(type_, "stored_texts", None)
-        texts = texts(column) if texts is not None else None
-        if texts is not None:  # the stored text of a whole column at once
+        stored_texts = getattr(type_, "stored_texts", None)  # a whole column's stored text
+        texts = stored_texts(column) if stored_texts is not None else None
+        if texts is not None:
             columns.append(texts)
             continue
         values = (codecs.json_values(column) if codecs.is_json(column.type)
