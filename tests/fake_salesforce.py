@@ -437,9 +437,12 @@ class FakeSalesforce:
                               lambda v: v is not None and v < 0))
         with self.api.lock:
             self.objects[name] = obj
+            # one load, one stamp: tests count records by the cursor's second, and a load
+            # straddling a second's edge would make those counts depend on the clock
+            loaded = self._now()
             for row in rows:
                 self._insert(obj, {k: self._coerce(obj, k, v) for k, v in row.items()
-                                   if k in obj.fields})
+                                   if k in obj.fields}, loaded)
         return obj
 
     def rows(self, name: str, fields: Sequence[str], key: str) -> list[dict[str, Any]]:
@@ -500,8 +503,9 @@ class FakeSalesforce:
     def _new_id(self, obj: SObject) -> str:
         return f"a0{len(obj.name) % 10}{next(self._ids):012d}AAA"
 
-    def _insert(self, obj: SObject, values: Mapping[str, Any]) -> str:
-        now = self._now()
+    def _insert(self, obj: SObject, values: Mapping[str, Any],
+                now: datetime | None = None) -> str:
+        now = now or self._now()
         record_id = self._new_id(obj)
         record: dict[str, Any] = {n: None for n in obj.fields}
         record.update(Id=record_id, IsDeleted=False, SystemModstamp=now, CreatedDate=now,
