@@ -20,11 +20,15 @@ from ..connectors.base import (
     shard_of,
 )
 from ..spec.values import shown_cursor
+from ..state import HeldFingerprints
 from . import columnar
 from .bulk import Bulk
 from .common import Progress, RunFailed
 from .records import plain
 from .writing import Outcome
+
+# state rows held in memory at most for a pass reading every record: 17 bytes each, 68 MB
+HELD_LIMIT = 4_000_000
 
 
 class Reading:
@@ -138,6 +142,13 @@ class Reading:
         workers = self._parallel_workers()
         if workers:
             return self._read_pass_parallel(request, offset, workers)
+        self._pass_pages, self._pass_held = 0, None
+        try:
+            return self._serial_pass(request, offset)
+        finally:
+            self._pass_held = None  # its memory goes with the pass
+
+    def _serial_pass(self, request: ReadRequest, offset: int) -> int:
         read = 0
         # first-load pages written from Arrow by concurrent writers, settled in page order
         pending: deque[tuple[Future[bool], pa.Table, Bulk, Any]] = deque()
@@ -213,8 +224,7 @@ class Reading:
             return
         keys = columnar.record_keys(data, self.key)
         fps = columnar.fingerprints(data, targets)
-        with self.state_host.transaction(rollback=True) as sconn:
-            known = self.state.fingerprints(sconn, keys)
+        known = self._known(keys, fps, request)
         if refresh:
             self._refreshed_page(page, data, keys, fps, known, request)
             return
@@ -234,6 +244,37 @@ class Reading:
                     1 for i in changed if same[i])
             self._count(Outcome(skipped=unchanged - at_boundary))
         self._write_rest(page, changed, request)
+
+    def _known(self, keys: list[str], fps: list[str],
+               request: ReadRequest) -> dict[str, tuple[str, bool]]:
+        """The state's (fingerprint, created) of a page's keys. A pass reading every record
+        holds the state in memory from its second page on (`HeldFingerprints`): a key held
+        with this fingerprint, or not held at all, needs no query; only a key held with
+        another fingerprint (a changed record) is asked. Keys are read once a pass, so
+        what this run writes never concerns a later page of it."""
+        held = self._held_state(request)
+        if held is None:
+            with self.state_host.transaction(rollback=True) as sconn:
+                return self.state.fingerprints(sconn, keys)
+        found = held.lookup(keys, fps)
+        known = {k: (fp, c) for k, fp, c in zip(keys, fps, found.created, strict=True)
+                 if c is not None}
+        if found.ask:
+            with self.state_host.transaction(rollback=True) as sconn:
+                known.update(self.state.fingerprints(sconn, [keys[i] for i in found.ask]))
+        return known
+
+    def _held_state(self, request: ReadRequest) -> HeldFingerprints | None:
+        """This pass's state held in memory, loaded on its second page (a one-page sync
+        asks once, as before); None where the pass reads from a cursor (few records) or
+        the state has more than `HELD_LIMIT` rows."""
+        if request.lower is not None or request.null_cursor is not None:
+            return None
+        self._pass_pages += 1
+        if self._pass_pages == 2:
+            with self.state_host.transaction(rollback=True) as sconn:
+                self._pass_held = self.state.held_fingerprints(sconn, HELD_LIMIT)
+        return self._pass_held
 
     def _adopted(self, data: pa.Table, keys: list[str], fps: list[str],
                  known: dict[str, tuple[str, bool]], changed: list[int]) -> list[int]:

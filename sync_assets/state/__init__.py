@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..connectors.sql import SqlStateHost
+from .held import HeldFingerprints
 from .store import FailedRecord, PairState, StateStore
 
 DEFAULT_STATE_FILE = Path(".sync_assets") / "state.db"
@@ -28,5 +29,6 @@ def project_state_host(root: Path, url: str | None, schema: str | None, *,
     return SqlStateHost(url, schema)
 
 
-__all__ = ["DEFAULT_STATE_FILE", "FailedRecord", "PairState", "SqlStateHost", "StateStore",
+__all__ = ["DEFAULT_STATE_FILE", "FailedRecord", "HeldFingerprints", "PairState", "SqlStateHost",
+           "StateStore",
            "project_state_host"]

@@ -24,8 +24,10 @@ from sqlalchemy.engine import Connection
 from ..connectors.sql import arrow, pgcopy
 from ..connectors.sql.mysql_dialect import key_text
 from ..connectors.sql.table import affected
+from .held import HeldFingerprints
 
 _CHUNK = 500
+_SCAN = 50_000  # state rows fetched at a time by a scan
 
 
 def _encode(value: Any) -> Any:
@@ -254,6 +256,18 @@ class StateStore:
             )
             out.update({k: (fp, bool(c)) for k, fp, c in conn.execute(stmt)})
         return out
+
+    def held_fingerprints(self, conn: Connection, limit: int) -> HeldFingerprints | None:
+        """Every state row of this sync held in memory (`held.py`), or None where there are
+        more than `limit`."""
+        r = self.records.c
+        stmt = sa.select(r.record_key, r.fingerprint, r.created).where(
+            r.sync_name == self.sync_name)
+        result = conn.execution_options(yield_per=_SCAN).execute(stmt)
+        try:
+            return HeldFingerprints.scanned(result.partitions(), limit)
+        finally:
+            result.close()
 
     def save_records(
         self, conn: Connection, rows: Sequence[tuple[str, str, bool]], known: set[str]
