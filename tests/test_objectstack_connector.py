@@ -719,7 +719,9 @@ def kill_repeatedly(env: Env, project_file: Path, sync_name: str, rng: Random,
         landed[where] += 1
         change(round_no)
     print(f"\n{sync_name}: {KILLS} kills: {dict(landed)}")
-    assert landed["mid-run"] + landed["after last batch"] >= KILLS * 2 // 3, landed
+    # half at least, as for every other system: a forked worker ends as it prints `done`, so
+    # no kill lands in an interpreter's shutdown any more and counts as after the last batch
+    assert landed["mid-run"] + landed["after last batch"] >= KILLS // 2, landed
     return landed
 
 
