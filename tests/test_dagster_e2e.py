@@ -101,7 +101,8 @@ def dagster_dev(tmp_path: Path) -> Iterator[int]:
                 time.sleep(0.5)
         yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # Ctrl-C, as a user stops it: SIGTERM to the group left it waiting 30 s every time
+        os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
