@@ -61,7 +61,9 @@ class HeldFingerprints:
         if not keys:
             empty = np.empty(0, np.int64)
             return cls(empty, empty, np.empty(0, np.bool_))
-        return cls(np.concatenate(keys), np.concatenate(fps), np.concatenate(created))
+        whole = np.concatenate(keys), np.concatenate(fps), np.concatenate(created)
+        del keys, fps, created  # the chunks go before the sort copies the whole
+        return cls(*whole)
 
     def __len__(self) -> int:
         return len(self._keys)
