@@ -220,6 +220,26 @@ def test_json_infinities_and_nan_get_the_record_paths_canonical_text() -> None:
         "sinf", 'j["-inf","1.5",2]', 'j{"a":"nan","b":{"c":"inf"}}']
 
 
+def test_json_with_whitespace_around_it_gets_the_record_paths_canonical_text() -> None:
+    # the lane calls the C scanner itself, which takes no whitespace before or after
+    documents = [' {"b": 1, "a": [1.0, 2.5]}', '{"a": "x"}\n', "\t[1, 2] ", " 7 ", '"x"',
+                 "null", '{"k": "caf\u00e9 \u00e9"}']
+    texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
+    assert texts.to_pylist() == [canonical(json.loads(d)) for d in documents] == [
+        'j{"a":[1,"2.5"],"b":1}', 'j{"a":"x"}', "j[1,2]", "i7", "sx", "n",
+        'j{"k":"caf\u00e9 \u00e9"}']
+
+
+@settings(deadline=None)
+@given(st.lists(st.none() | st.tuples(json_values.map(json.dumps), st.sampled_from(
+    ["", " ", "\n", " \t"]), st.sampled_from(["", " ", "\r\n"])).map(
+        lambda t: t[1] + t[0] + t[2]), max_size=20))
+def test_json_texts_in_any_spacing_equal_the_record_paths(documents: list[str | None]) -> None:
+    texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
+    assert texts.to_pylist() == [canonical(None if d is None else json.loads(d))
+                                 for d in documents]
+
+
 def test_decimals_past_28_digits_keep_every_digit() -> None:
     # Decimal's normalize() rounds to 28 digits: a change in the 29th went unseen
     a, b = Decimal("1" + "0" * 27 + "1"), Decimal("1" + "0" * 28)

@@ -134,9 +134,17 @@ def _json_texts(arr: Any) -> Any:
     they are parsed, so a decoded document is already in the form `canonical` encodes."""
     encoded = codecs.json_storage(arr).dictionary_encode()
     texts = []
+    # the C scanner and encoder called straight: `decode` and `encode` wrap them in Python
+    # (whitespace matching, a new encoder a call), a third of the time a small document takes
+    scan, encode = _JSON_DECODER.scan_once, _JSON_ITERENCODE
     for text in encoded.dictionary.to_pylist():
-        value = _JSON_DECODER.decode(text)
-        texts.append("j" + _JSON_ENCODER.encode(value) if type(value) in (dict, list)
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:  # leading whitespace: what `decode` reads or reports
+            value, end = _JSON_DECODER.decode(text), len(text)
+        if end != len(text):
+            value = _JSON_DECODER.decode(text)  # trailing whitespace, or no JSON at all
+        texts.append("j" + "".join(encode(value, 0)) if type(value) in (dict, list)
                      else canonical(value))
     return pc.fill_null(pc.take(pa.array(texts, pa.string()), encoded.indices), "n")
 
@@ -151,6 +159,19 @@ def _plain_float(text: str) -> Any:
 # Infinity, -Infinity and NaN (which Python's JSON reads) are floats as well
 _JSON_DECODER = json.JSONDecoder(parse_float=_plain_float, parse_constant=_plain_float)
 _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iterencode() -> Any:
+    """What `_JSON_ENCODER.encode` builds for each call, built once: CPython's C encoder
+    with the same settings (no circular check: a decoded document has no cycles)."""
+    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make is None:
+        return _JSON_ENCODER.iterencode
+    return make(None, _JSON_ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
+                True, False, True)
+
+
+_JSON_ITERENCODE = _iterencode()
 
 
 def payloads(table: pa.Table, fields: Sequence[str]) -> Any:
