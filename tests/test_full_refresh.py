@@ -5,6 +5,7 @@ a lost state is rebuilt from what the destination holds. Run on SQLite and Postg
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from sync_assets.connectors.sql import SqlTable
 from sync_assets.engine import run
 from sync_assets.engine.reading import Reading
 
@@ -160,3 +162,39 @@ def test_a_refresh_probes_the_keys_index_page_by_page_on_postgresql(
     assert dict(rows(pg_url_2, "people", "email"))["p41@x.io"] == "name 41"
     probes = statements.count("SET LOCAL enable_mergejoin = off")
     assert probes == (3 if indexed else 0)  # one per page, only where an index can serve
+
+
+def test_a_refresh_on_postgresql_compares_a_page_while_the_next_is_read(
+        tmp_path: Path, pg_url: str, pg_url_2: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the destination compares page k in a thread of its own while page k+1 is read and
+    # fingerprinted; k's writes, counts and progress still come before anything of k+1's
+    create_table(pg_url, "people", [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("email", sa.Text, unique=True, nullable=False), sa.Column("name", sa.Text)],
+        [{"id": i, "email": f"p{i}@x.io", "name": f"name {i}"} for i in range(1, N + 1)])
+    proj = project(tmp_path, (pg_url, pg_url_2), to_warehouse(
+        "people", "people", "people", mapping={"email": "email", "name": "name"},
+        matchKey=["email"], batchSize=1000))
+    assert counts(run(proj, "people")) == {"processed": N, "inserted": N}
+    execute(pg_url_2, "UPDATE people SET name = 'edited' WHERE email IN "
+                      "('p41@x.io', 'p2041@x.io', 'p2500@x.io')")
+    threads: list[str] = []
+    original = SqlTable.differing
+
+    def differing(self: Any, tx: Any, key: Any, data: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(self, tx, key, data)
+
+    monkeypatch.setattr(SqlTable, "differing", differing)
+    seen: list[tuple[int, list[str]]] = []
+
+    def progress(p: Any) -> None:  # what the destination holds as each page is reported
+        edited = [r[0] for r in rows(pg_url_2, "people", "email") if r[1] == "edited"]
+        seen.append((p.read, sorted(edited)))
+
+    result = run(proj, "people", full_refresh=True, progress=progress)
+
+    assert counts(result) == {"processed": N, "updated": 3, "skipped": N - 3}
+    assert seen == [(1000, ["p2041@x.io", "p2500@x.io"]), (2000, ["p2041@x.io", "p2500@x.io"]),
+                    (2500, [])]
+    assert len(threads) == 3 and all(t.startswith("sync-compare") for t in threads)

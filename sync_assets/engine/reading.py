@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +30,20 @@ from .writing import Outcome
 
 # state rows held in memory at most for a pass reading every record: 17 bytes each, 68 MB
 HELD_LIMIT = 4_000_000
+
+
+@dataclass
+class _Compare:
+    """A full refresh's page waiting for the destination's compare of it."""
+
+    page: pa.Table
+    data: pa.Table
+    keys: list[str]
+    fps: list[str]
+    known: dict[str, tuple[str, bool]]
+    request: ReadRequest
+    reached: int  # records read once this page is done, for progress
+    future: Future[list[int] | None] | None = None
 
 
 class Reading:
@@ -143,10 +158,21 @@ class Reading:
         if workers:
             return self._read_pass_parallel(request, offset, workers)
         self._pass_pages, self._pass_held = 0, None
+        self._compare_pending: _Compare | None = None
+        # a full refresh compares a page in the destination while the next one is read and
+        # fingerprinted, where the destination takes a second connection at once
+        ahead = (self.options.full_refresh and self.dest_exists
+                 and self.dest.capabilities.concurrent_writers > 1)
+        self._compare_pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-compare")
+                              if ahead else None)
         try:
             return self._serial_pass(request, offset)
         finally:
             self._pass_held = None  # its memory goes with the pass
+            if self._compare_pool is not None:
+                self._compare_pool.shutdown(wait=True)  # a failed pass's compare ends too
+                self._compare_pool = None
+            self._compare_pending = None
 
     def _serial_pass(self, request: ReadRequest, offset: int) -> int:
         read = 0
@@ -168,15 +194,19 @@ class Reading:
                 for page in self._pages(request):
                     if isinstance(page, list):
                         settle(block=True)
+                        self._settle_compare()
                         self._record_page(page, request)
                         read += len(page)
                         self._report(offset + read)
                         continue
                     bulk = self._bulk_prepare(page) if writers else None
+                    deferred = False
                     if bulk is None:
                         settle(block=True)
-                        self._arrow_page(page, request)
+                        deferred = self._arrow_page(page, request,
+                                                    reached=offset + read + page.num_rows)
                     else:
+                        self._settle_compare()
                         cursor = (page.column(CURSOR_COLUMN)[page.num_rows - 1].as_py()
                                   if self._page_cursors(request) else None)
                         if writers == 1:  # written here, the cursor in its transaction
@@ -191,7 +221,9 @@ class Reading:
                             settle(block=True)
                     settle(block=False)
                     read += page.num_rows
-                    self._report(offset + read)
+                    if not deferred:  # else reported once its compare's writes are in
+                        self._report(offset + read)
+                self._settle_compare()
                 settle(block=True)
             except BaseException:
                 for future, *_ in pending:
@@ -203,31 +235,33 @@ class Reading:
         """Whether each page carries the cursor past it (pages in cursor order)."""
         return request.cursor_field is not None and self.cursor_at_end is None
 
-    def _arrow_page(self, page: pa.Table, request: ReadRequest) -> None:
+    def _arrow_page(self, page: pa.Table, request: ReadRequest, reached: int = 0) -> bool:
         """An Arrow page outside a first load: its records whose fingerprints the state
         already holds are counted skipped a column at a time, set-based, and only the rest
         become records for the record path (a rerun with nothing changed makes no Python
         object per record). Where a record could need more than its fingerprint (a key the
         source may repeat, a record that failed before), the whole page takes the record
         path. A full refresh compares the page with the destination set-based where
-        the destination can (`_refreshed_page`)."""
+        the destination can (`_refreshed_page`). True where the page's outcome is deferred
+        to `_settle_compare` (which reports `reached` records read)."""
         refresh = self.options.full_refresh
         data = self.mapper.map_arrow(page)
         if (data is None or self.run_keys is not None or self.append
                 or self.failed_before or (refresh and (not self.dest_exists
                                                        or self.op == "delete"))):
+            self._settle_compare()  # pages are settled in their order
             self._record_page(columnar.rows(page), request)
-            return
+            return False
         targets = data.column_names
         if any(data.column(k).null_count for k in self.key):
+            self._settle_compare()
             self._record_page(columnar.rows(page), request)  # the record path errors those
-            return
+            return False
         keys = columnar.record_keys(data, self.key)
         fps = columnar.fingerprints(data, targets)
         known = self._known(keys, fps, request)
         if refresh:
-            self._refreshed_page(page, data, keys, fps, known, request)
-            return
+            return self._refreshed_page(page, data, keys, fps, known, request, reached)
         changed = [i for i, (k, fp) in enumerate(zip(keys, fps, strict=True))
                    if known.get(k, ("",))[0] != fp]
         if request.lower is None and changed:
@@ -244,6 +278,7 @@ class Reading:
                     1 for i in changed if same[i])
             self._count(Outcome(skipped=unchanged - at_boundary))
         self._write_rest(page, changed, request)
+        return False
 
     def _known(self, keys: list[str], fps: list[str],
                request: ReadRequest) -> dict[str, tuple[str, bool]]:
@@ -294,8 +329,17 @@ class Reading:
         destination itself (`Endpoint.differing`), their state fingerprints set right
         where they were not; None where it cannot tell."""
         whole = len(rows) == data.num_rows
+        return self._held_given(self._differing(data if whole else data.take(rows)), rows,
+                                keys, fps, known)
+
+    def _differing(self, data: pa.Table) -> list[int] | None:
+        """`Endpoint.differing` of these rows, in a transaction of its own (rolled back)."""
         with self.dest.transaction(rollback=True) as conn:
-            differ = self.dest.differing(conn, self.key, data if whole else data.take(rows))
+            return self.dest.differing(conn, self.key, data)
+
+    def _held_given(self, differ: list[int] | None, rows: list[int], keys: list[str],
+                    fps: list[str], known: dict[str, tuple[str, bool]]) -> set[int] | None:
+        """`_held_as_they_are` once the destination has said which rows differ."""
         if differ is None:
             return None
         held = set(rows) - {rows[i] for i in differ}
@@ -317,17 +361,38 @@ class Reading:
 
     def _refreshed_page(self, page: pa.Table, data: pa.Table, keys: list[str],
                         fps: list[str], known: dict[str, tuple[str, bool]],
-                        request: ReadRequest) -> None:
+                        request: ReadRequest, reached: int = 0) -> bool:
         """A full refresh's page, compared with the destination by the destination itself:
         the records it holds as they are are skipped, their state fingerprints set right
-        where they were not; only the rest take the record path."""
-        held = self._held_as_they_are(data, list(range(page.num_rows)), keys, fps, known)
+        where they were not; only the rest take the record path. Where a compare can run
+        ahead, it runs while the next page is read, and its outcome is settled (in page
+        order) before anything else of that page is done: True then."""
+        self._settle_compare()
+        compare = _Compare(page, data, keys, fps, known, request, reached)
+        if self._compare_pool is None:
+            self._settled(compare, self._differing(data))
+            return False
+        compare.future = self._compare_pool.submit(self._differing, data)
+        self._compare_pending = compare
+        return True
+
+    def _settle_compare(self) -> None:
+        """The outcome of the compare running ahead, if any: counts, writes, progress."""
+        compare, self._compare_pending = getattr(self, "_compare_pending", None), None
+        if compare is not None and compare.future is not None:
+            self._settled(compare, compare.future.result())
+            self._report(compare.reached)
+
+    def _settled(self, compare: _Compare, differ: list[int] | None) -> None:
+        page, request = compare.page, compare.request
+        rows = list(range(page.num_rows))
+        held = self._held_given(differ, rows, compare.keys, compare.fps, compare.known)
         if held is None:
             self._record_page(columnar.rows(page), request)
             return
         if held:
             self._count(Outcome(skipped=len(held)))
-        self._write_rest(page, [i for i in range(page.num_rows) if i not in held], request)
+        self._write_rest(page, [i for i in rows if i not in held], request)
 
     def _page_cursor(self, page: pa.Table, request: ReadRequest) -> Any:
         if not self._page_cursors(request) or not page.num_rows:
