@@ -140,10 +140,10 @@ def _json_texts(arr: Any) -> Any:
     for text in encoded.dictionary.to_pylist():
         try:
             value, end = scan(text, 0)
-        except StopIteration:  # leading whitespace: what `decode` reads or reports
-            value, end = _JSON_DECODER.decode(text), len(text)
-        if end != len(text):
-            value = _JSON_DECODER.decode(text)  # trailing whitespace, or no JSON at all
+        except StopIteration:
+            end = -1
+        if end != len(text):  # whitespace around it, or no JSON: as `decode` reads or reports
+            value = _JSON_DECODER.decode(text)
         texts.append("j" + "".join(encode(value, 0)) if type(value) in (dict, list)
                      else canonical(value))
     return pc.fill_null(pc.take(pa.array(texts, pa.string()), encoded.indices), "n")

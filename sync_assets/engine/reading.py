@@ -37,7 +37,6 @@ class _Compare:
     """A full refresh's page waiting for the destination's compare of it."""
 
     page: pa.Table
-    data: pa.Table
     keys: list[str]
     fps: list[str]
     known: dict[str, tuple[str, bool]]
@@ -235,7 +234,7 @@ class Reading:
         """Whether each page carries the cursor past it (pages in cursor order)."""
         return request.cursor_field is not None and self.cursor_at_end is None
 
-    def _arrow_page(self, page: pa.Table, request: ReadRequest, reached: int = 0) -> bool:
+    def _arrow_page(self, page: pa.Table, request: ReadRequest, reached: int) -> bool:
         """An Arrow page outside a first load: its records whose fingerprints the state
         already holds are counted skipped a column at a time, set-based, and only the rest
         become records for the record path (a rerun with nothing changed makes no Python
@@ -361,14 +360,14 @@ class Reading:
 
     def _refreshed_page(self, page: pa.Table, data: pa.Table, keys: list[str],
                         fps: list[str], known: dict[str, tuple[str, bool]],
-                        request: ReadRequest, reached: int = 0) -> bool:
+                        request: ReadRequest, reached: int) -> bool:
         """A full refresh's page, compared with the destination by the destination itself:
         the records it holds as they are are skipped, their state fingerprints set right
         where they were not; only the rest take the record path. Where a compare can run
         ahead, it runs while the next page is read, and its outcome is settled (in page
         order) before anything else of that page is done: True then."""
         self._settle_compare()
-        compare = _Compare(page, data, keys, fps, known, request, reached)
+        compare = _Compare(page, keys, fps, known, request, reached)
         if self._compare_pool is None:
             self._settled(compare, self._differing(data))
             return False
@@ -378,7 +377,7 @@ class Reading:
 
     def _settle_compare(self) -> None:
         """The outcome of the compare running ahead, if any: counts, writes, progress."""
-        compare, self._compare_pending = getattr(self, "_compare_pending", None), None
+        compare, self._compare_pending = self._compare_pending, None
         if compare is not None and compare.future is not None:
             self._settled(compare, compare.future.result())
             self._report(compare.reached)
