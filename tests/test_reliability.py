@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from sync_assets.connectors.sql import dispose_engines
+from sync_assets.connectors.sql import SqlTransaction, dispose_engines, get_engine
 
 from engine_helpers import (
     counts,
@@ -356,3 +356,25 @@ def test_a_plan_does_not_wait_between_retries(tmp_path: Path, sqlite_urls: Urls)
 
     assert time.monotonic() - started < 10
     assert status(planned.result) == "failed"
+
+
+def test_a_sqlite_writer_holds_an_index_of_a_million_keys_in_its_cache(
+        tmp_path: Path) -> None:
+    """A batch of keys in random order touches a page of every index; a writing transaction
+    keeps 32 MiB of pages between batches and checkpoints every 64 MiB of WAL, where a
+    reading one keeps SQLite's default 2 MiB (a source scan gains nothing from a cache)."""
+    url = f"sqlite:///{tmp_path}/wh.db"
+    sqlite3.connect(tmp_path / "wh.db").close()
+    engine = get_engine(url)
+    try:
+        with SqlTransaction(engine, url, rollback=True) as conn:
+            reader = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        with SqlTransaction(engine, url, rollback=False) as conn:
+            writer = (conn.exec_driver_sql("PRAGMA cache_size").scalar(),
+                      conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar(),
+                      conn.exec_driver_sql("PRAGMA journal_size_limit").scalar())
+    finally:
+        dispose_engines()
+
+    assert reader == -2000  # SQLite's default
+    assert writer == (-32768, 16384, 64 * 1024 * 1024)
