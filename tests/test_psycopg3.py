@@ -466,3 +466,77 @@ def test_a_column_named_with_a_percent_sign_takes_every_copy_path(
             assert [tuple(r) for r in got] == [("arrow", 50), ("rows", 50), ("updated", 100)]
     finally:
         engine.dispose()
+
+
+@contextmanager
+def update_plans(engine: sa.Engine) -> Iterator[list[str]]:
+    """The plan PostgreSQL chose for each staged UPDATE, explained on the same cursor just
+    before it ran (the stage filled, the UPDATE's settings in force)."""
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE") and "_sync_assets_stage" in statement:
+            cursor.execute(f"EXPLAIN {statement}", parameters)
+            plans.append("\n".join(r[0] for r in cursor.fetchall()))
+            cursor.execute("SELECT current_setting('random_page_cost')")
+            plans.append(f"random_page_cost={cursor.fetchone()[0]}")
+
+    sa.event.listen(engine, "before_cursor_execute", explain)
+    try:
+        yield plans
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", explain)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_staged_update_probes_the_key_index_of_a_large_table(pg_url: str, driver: str) -> None:
+    """1,000 changed rows of a 100,000-row table: the UPDATE looks each one up by the key's
+    index instead of scanning the table (which the server's default page cost would choose),
+    and the server's setting is back once the UPDATE has run."""
+    engine = sa.create_engine(with_driver(pg_url, driver))
+    table = sa.Table("people", sa.MetaData(), sa.Column("email", sa.Text, primary_key=True),
+                     sa.Column("name", sa.Text), sa.Column("n", sa.Integer))
+    try:
+        with engine.begin() as conn:
+            table.create(conn)
+            conn.exec_driver_sql("INSERT INTO people SELECT 'user' || i || '@example.com', "
+                                 "'name ' || i, i FROM generate_series(1, 100000) i")
+            conn.exec_driver_sql("ANALYZE people")
+        changed = [{"email": f"user{i}@example.com", "name": f"renamed {i}"}
+                   for i in range(1, 100001, 100)]
+        with engine.begin() as conn, update_plans(engine) as plans:
+            pgcopy.update_rows(conn, table, ["email"], ["name"], changed)
+            after = conn.exec_driver_sql("SHOW random_page_cost").scalar_one()
+            renamed = conn.exec_driver_sql(
+                "SELECT count(*), min(n), max(n) FROM people WHERE name = 'renamed ' || n"
+            ).one()
+        assert len(plans) == 2 and "Index Scan using people_pkey on people" in plans[0], plans
+        assert "Seq Scan on people" not in plans[0]
+        assert plans[1] == "random_page_cost=1.1"
+        assert after == "4"
+        assert tuple(renamed) == (1000, 1, 99901)
+    finally:
+        engine.dispose()
+
+
+def test_a_staged_update_keeps_a_lower_page_cost_the_server_has(pg_url: str) -> None:
+    """A server tuned below 1.1 keeps its figure for the UPDATE too."""
+    engine = sa.create_engine(pg_url)
+    table = sa.Table("tags", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True,
+                                                       autoincrement=False),
+                     sa.Column("tag", sa.Text))
+    try:
+        with engine.begin() as conn:
+            table.create(conn)
+            pgcopy.copy_rows(conn, table, ["id", "tag"],
+                             [{"id": i, "tag": "old"} for i in range(100)])
+        with engine.begin() as conn, update_plans(engine) as plans:
+            conn.exec_driver_sql("SET random_page_cost = 0.5")
+            pgcopy.update_rows(conn, table, ["id"], ["tag"],
+                               [{"id": i, "tag": "new"} for i in range(0, 100, 1)])
+            after = conn.exec_driver_sql("SHOW random_page_cost").scalar_one()
+            tags = conn.exec_driver_sql("SELECT tag, count(*) FROM tags GROUP BY tag").all()
+        assert plans[1] == "random_page_cost=0.5" and after == "0.5"
+        assert [tuple(t) for t in tags] == [("new", 100)]
+    finally:
+        engine.dispose()

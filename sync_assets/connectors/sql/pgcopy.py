@@ -26,6 +26,13 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _SPECIAL = re.compile(r"[\\\t\n\r]")
 MIN_ROWS = 64  # below this, an INSERT's round trip is as cheap
 _CHUNK = 128 * 1024  # bytes handed to the driver at a time (psycopg 3's own largest send)
+# A staged batch (at most a few thousand rows) joins a table that may hold millions. With the
+# default random_page_cost (4, a spinning disk's) the planner prices an index probe a row
+# above a scan of the whole table and hash-joins: measured at 1M rows, 8,000 changed rows,
+# 384 ms, against 51-77 ms probing the key's index. 1.1 is the usual figure for SSDs and for
+# an index in cache; set for the UPDATE alone (never raised above a lower one the server has),
+# so a batch's update costs in proportion to the batch, not to the table.
+_UPDATE_PAGE_COST = 1.1
 
 
 def _text(value: Any) -> str:
@@ -203,9 +210,15 @@ def update_rows(conn: Connection, table: sa.Table, key: Sequence[str], columns: 
     for i, (column, value) in enumerate((where or {}).items()):
         conds.append(f"d.{preparer.quote(column)} = %(w{i})s")
         params[f"w{i}"] = value
+    prior = conn.exec_driver_sql(
+        "SELECT current_setting('random_page_cost'), set_config('random_page_cost', "
+        "least(current_setting('random_page_cost')::float8, %(cost)s)::text, true)",
+        {"cost": _UPDATE_PAGE_COST}).scalar_one()
     conn.exec_driver_sql(
         f"UPDATE {target} AS d SET {sets} FROM {stage} AS s WHERE {' AND '.join(conds)}",
         params)
+    conn.exec_driver_sql("SELECT set_config('random_page_cost', %(prior)s, true)",
+                         {"prior": prior})
     conn.exec_driver_sql(f"DROP TABLE {stage}")
 
 
