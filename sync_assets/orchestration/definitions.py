@@ -30,10 +30,11 @@ def build_definitions(
     with_definitions: dg.Definitions | None = None,
 ) -> dg.Definitions:
     """Assets, checks, jobs, schedules and sensors for every sync of a project, and an
-    external asset (an AssetSpec) for each record set the syncs read that none of them
-    writes, so the lineage shows where each sync's data comes from. A sync whose source is
-    an upstream asset's output (`type: dagster_asset`) takes that asset as an input instead:
-    the asset is yours (in `with_definitions`, or merged in later), and none is declared.
+    external asset (an AssetSpec, a definition of its own) for each record set the syncs
+    read that none of them writes, so the lineage shows where each sync's data comes from.
+    A sync whose source is an upstream asset's output (`type: dagster_asset`) takes that
+    asset as an input instead: the asset is yours (in `with_definitions`, or merged in
+    later), and none is declared.
 
     `shards` splits named syncs into that many parallel shards (`orchestration/shards.py`).
     `with_definitions`: your own definitions, merged in; an asset of yours with a source's
@@ -86,7 +87,11 @@ def build_definitions(
         key = translator.get_source_key(sync)
         if key not in provided:
             readers.setdefault(key, []).append(sync)
-    sources = [translator.get_source_spec(key, syncs) for key, syncs in readers.items()]
+    # One AssetsDefinition a source: Dagster folds bare AssetSpecs into a single definition,
+    # which every sync's job then takes whole into its graph (each of 1,000 jobs resolved
+    # against all 1,000 sources: 24 s to load 1,000 syncs, against 1.5 s this way).
+    sources = [dg.AssetsDefinition(specs=[translator.get_source_spec(key, syncs)])
+               for key, syncs in readers.items()]
     ours = dg.Definitions(
         assets=[*sources, *assets],
         jobs=jobs,
