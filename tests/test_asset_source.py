@@ -294,6 +294,8 @@ def test_the_lineage_has_the_edge_and_no_external_asset_for_the_source(tmp_path:
     assert graph.get(SYNC_KEY).parent_keys == {upstream}
     assert graph.get(upstream).is_materializable  # the user's own asset, not a stub
     assert {k for k in graph.get_all_asset_keys()} == {upstream, SYNC_KEY}
+    job_graph = defs.resolve_job_def("sync__churn_to_warehouse__job").asset_layer.asset_graph
+    assert job_graph.get_all_asset_keys() == {upstream, SYNC_KEY}
     sync_asset = defs.resolve_assets_def(SYNC_KEY)
     # a real input, whose value is loaded (not a Nothing dependency)
     (name,) = sync_asset.keys_by_input_name

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import dagster as dg
 
 from ..engine.observe import change_token
 from ..project import Project, SyncDefinition
 from .assets import SYNC_TAG
+
+# A sync's job: resolved where its assets' neighbours are all ours (definitions.py), else
+# left for Dagster to resolve against the whole code location.
+SyncJob: TypeAlias = "dg.JobDefinition | dg.UnresolvedAssetJobDefinition"
 
 
 def build_job(
@@ -21,7 +27,7 @@ def build_job(
 
 
 def build_schedule(
-    sync: SyncDefinition, job: dg.UnresolvedAssetJobDefinition, timezone: str
+    sync: SyncDefinition, job: SyncJob, timezone: str
 ) -> dg.ScheduleDefinition | None:
     schedule = sync.config.schedule
     if schedule is None or schedule.source is None:
@@ -39,7 +45,7 @@ def build_schedule(
 
 
 def build_realtime_sensor(
-    project: Project, sync: SyncDefinition, job: dg.UnresolvedAssetJobDefinition,
+    project: Project, sync: SyncDefinition, job: SyncJob,
     interval_seconds: int,
 ) -> dg.SensorDefinition | None:
     """Polls the source's change tracking; asks for a run only when something changed."""
@@ -66,7 +72,7 @@ def build_realtime_sensor(
 
 
 def build_upstream_sensor(
-    sync: SyncDefinition, job: dg.UnresolvedAssetJobDefinition, upstream: dg.AssetKey,
+    sync: SyncDefinition, job: SyncJob, upstream: dg.AssetKey,
     interval_seconds: int,
 ) -> dg.SensorDefinition | None:
     """`realtime` for a sync from an upstream asset's output: a run after each new
