@@ -3,6 +3,7 @@ table of every type: PostgreSQL intervals with months, and JSON columns of SQLit
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,6 +54,36 @@ def test_a_json_column_of_sqlite_keeps_its_json_text(tmp_path: Path) -> None:
         held = [r[0] for r in conn.exec_driver_sql("SELECT attrs FROM docs ORDER BY id")]
     assert held == ['{"plan": "pro", "seats": 3}', "[1, 2]", None, '"text"']
     assert counts(run(proj, "docs")) == {"processed": 4, "skipped": 4}
+    dispose_engines()
+
+
+# (a document that is a number alone is stored as a number: the JSON column's affinity)
+ODD_DOCUMENTS = [' {"padded": true} ', '{"é": "ü😀", "nested": {"b": [1, 2.5, null]}}',
+                 "[1e300, -0.0, 12345678901234567890123]", '"\\u0000\\n\\t"', '{"k": NaN}',
+                 "[Infinity, -Infinity]", '{"b":1,"a":2}', "[]", "false"]
+
+
+def test_sqlite_json_documents_are_written_as_sqlalchemy_binds_them(tmp_path: Path) -> None:
+    """A first load writes a page of JSON documents in bulk (no change log: the Arrow lane)
+    with the text SQLAlchemy's JSON type binds for each (`json.dumps` of the decoded
+    document), whatever the source's spacing."""
+    source, warehouse = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/wh.db"
+    with sa.create_engine(source).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE docs (id INTEGER PRIMARY KEY, attrs JSON)")
+        for i, text in enumerate(ODD_DOCUMENTS, 1):
+            conn.exec_driver_sql("INSERT INTO docs VALUES (?, ?)", (i, text))
+    proj = project(tmp_path, (source, warehouse), to_warehouse(
+        "docs", "docs", "docs", mapping={"id": "id", "attrs": "attrs"}, matchKey=["id"],
+        audit=None))
+    assert counts(run(proj, "docs")) == {"processed": 9, "inserted": 9}
+    with sa.create_engine(warehouse).connect() as conn:
+        held = [r[0] for r in conn.exec_driver_sql("SELECT attrs FROM docs ORDER BY id")]
+    assert held == [' {"padded": true} '.strip(),
+                    '{"\\u00e9": "\\u00fc\\ud83d\\ude00", "nested": {"b": [1, 2.5, null]}}',
+                    "[1e+300, -0.0, 12345678901234567890123]", '"\\u0000\\n\\t"',
+                    '{"k": NaN}', "[Infinity, -Infinity]", '{"b": 1, "a": 2}', "[]", "false"]
+    assert held == [json.dumps(json.loads(text)) for text in ODD_DOCUMENTS]
+    assert counts(run(proj, "docs")) == {"processed": 9, "skipped": 9}
     dispose_engines()
 
 

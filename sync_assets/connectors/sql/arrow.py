@@ -163,10 +163,9 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
         # SQLAlchemy stores JSON as its text, which a JSON column's numeric affinity keeps
         # as a number where it is one (7, 1.5)
         texts = [v if v is None or type(v) is str else _number_json(v) for v in values]
-        loads = json.loads
         for v in texts:  # a text that is no JSON: the ordinary reader reports it
             if v is not None:
-                loads(v)
+                _json_value(v)
         return codecs.json_array(pa.array(texts, pa.string()))
     if codecs.is_uuid(type_):
         return codecs.uuids(pa.array(values, pa.string()))  # 32 hex digits (CHAR(32))
@@ -193,6 +192,72 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
         form = f"%.{type_.scale}f"
         return pa.array([None if v is None else Decimal(form % v) for v in values], type_)
     return pa.array(values, type_)
+
+
+# json.loads and json.dumps with their defaults, without the Python around the C scanner
+# and encoder (a whitespace match and a new encoder each call: half the time of a small
+# document, 760,000 documents read and written in the bench's table of every type)
+_JSON_SCAN = json.JSONDecoder().scan_once
+_JSON_DEFAULT = json.JSONEncoder()
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_JSON_ENCODE = (None if _C_ENCODER is None else _C_ENCODER(
+    None, _JSON_DEFAULT.default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+    False, False, True))
+
+
+def _json_value(text: str) -> Any:
+    """`json.loads(text)`: the C scanner alone where the text is one document and nothing
+    else, json.loads itself (whitespace around it, or no JSON: its error) otherwise."""
+    try:
+        value, end = _JSON_SCAN(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else json.loads(text)
+
+
+def _json_binds(column: Any, type_: sa.types.TypeEngine[Any], dialect: Any,
+                process: Any) -> list[Any] | None:
+    """What SQLAlchemy's JSON type binds for each document of an Arrow JSON column
+    (`json.dumps` of its decoded value, SQL NULL for a null), or None where the column's
+    type or the dialect serialize JSON their own way."""
+    impl = type_.dialect_impl(dialect)
+    if (_JSON_ENCODE is None or not isinstance(impl, sa.JSON)
+            or getattr(dialect, "_json_serializer", None) is not None
+            or type(impl).bind_processor is not sa.JSON.bind_processor
+            or impl._str_impl.bind_processor(dialect) is not None):
+        return None
+    null, encode = process(None), _JSON_ENCODE
+    values = (None if t is None else _json_value(t)
+              for t in codecs.json_storage(column).to_pylist())
+    return [null if v is None else "".join(encode(v, 0)) for v in values]
+
+
+def _sqlite_binds(column: Any, type_: sa.types.TypeEngine[Any], dialect: Any,
+                  process: Any) -> list[Any] | None:
+    """What `process`, the column type's bind processor on SQLite, makes of every value of an
+    Arrow column, computed a column at a time where Arrow writes the same (None where it does
+    not: the values go through `process` one by one)."""
+    impl = type_.dialect_impl(dialect)
+    t = column.type
+    if codecs.is_json(t):
+        return _json_binds(column, type_, dialect, process)
+    if pa.types.is_boolean(t) and isinstance(impl, sa.Boolean) and type(process(True)) is int:
+        return column.cast(pa.int64()).to_pylist()  # SQLite has no boolean: 1 and 0
+    if (pa.types.is_decimal(t) and isinstance(impl, sa.Numeric)
+            and type(process(Decimal("0.1"))) is float):
+        # `float(Decimal)` is the correctly rounded double of the decimal's text, which is
+        # what Arrow's parser makes of the same text
+        return column.cast(pa.string()).cast(pa.float64()).to_pylist()
+    storage = getattr(impl, "_storage_format", None)
+    if (pa.types.is_date32(t) and isinstance(impl, sa.Date)
+            and storage == "%(year)04d-%(month)02d-%(day)02d"):
+        return column.cast(pa.string()).to_pylist()  # Arrow writes the year in four digits
+    if (pa.types.is_time(t) and t.unit in ("s", "ms", "us") and isinstance(impl, sa.Time)
+            and storage == "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"):
+        return column.cast(pa.time64("us")).cast(pa.string()).to_pylist()  # six digits
+    if codecs.is_binary(t) and isinstance(impl, sa.LargeBinary):
+        return column.to_pylist()  # bytes bind as the BLOB sqlite3.Binary's view makes
+    return None
 
 
 def _number_json(value: Any) -> str:
@@ -311,10 +376,15 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
         if texts is not None:
             columns.append(texts)
             continue
-        values = (codecs.json_values(column) if codecs.is_json(column.type)
-                  else column.to_pylist())
         # the dialect's own type binds (SQLite's TIME formats a time; the generic one does not)
         process = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        binds = None if process is None else _sqlite_binds(column, type_, conn.dialect,
+                                                           process)
+        if binds is not None:
+            columns.append(binds)
+            continue
+        values = (codecs.json_values(column) if codecs.is_json(column.type)
+                  else column.to_pylist())
         stored = getattr(type_, "stored_text", None)  # the text SQLite itself would write
         if pa.types.is_decimal(data.column(name).type) and not isinstance(type_, sa.Numeric):
             # sqlite3 binds no Decimal: its text, as the record path writes it (coerce)
