@@ -204,6 +204,19 @@ def json_storage(arr: Any) -> pa.Array:
     return whole(arr).storage
 
 
+def c_iterencode(encoder: json.JSONEncoder) -> Any:
+    """What `encoder.encode` builds for each call, built once: CPython's C encoder with the
+    encoder's settings, called as `iterencode(value, 0)` (no circular check: a decoded
+    document has no cycles); the encoder's own `iterencode` where there is no C encoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or encoder.indent is not None:
+        return encoder.iterencode
+    quote = (json.encoder.encode_basestring_ascii if encoder.ensure_ascii
+             else json.encoder.encode_basestring)
+    return make(None, encoder.default, quote, None, encoder.key_separator,
+                encoder.item_separator, encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+
+
 def json_values(arr: Any) -> list[Any]:
     """The decoded values of an `arrow.json` array (SQL NULL and JSON null both None)."""
     loads = json.loads

@@ -161,17 +161,7 @@ _JSON_DECODER = json.JSONDecoder(parse_float=_plain_float, parse_constant=_plain
 _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _iterencode() -> Any:
-    """What `_JSON_ENCODER.encode` builds for each call, built once: CPython's C encoder
-    with the same settings (no circular check: a decoded document has no cycles)."""
-    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-    if make is None:
-        return _JSON_ENCODER.iterencode
-    return make(None, _JSON_ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
-                True, False, True)
-
-
-_JSON_ITERENCODE = _iterencode()
+_JSON_ITERENCODE = codecs.c_iterencode(_JSON_ENCODER)
 
 
 def payloads(table: pa.Table, fields: Sequence[str]) -> Any:

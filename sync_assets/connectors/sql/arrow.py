@@ -198,11 +198,7 @@ def _sqlite_array(values: list[Any], type_: pa.DataType) -> pa.Array:
 # and encoder (a whitespace match and a new encoder each call: half the time of a small
 # document, 760,000 documents read and written in the bench's table of every type)
 _JSON_SCAN = json.JSONDecoder().scan_once
-_JSON_DEFAULT = json.JSONEncoder()
-_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
-_JSON_ENCODE = (None if _C_ENCODER is None else _C_ENCODER(
-    None, _JSON_DEFAULT.default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
-    False, False, True))
+_JSON_ENCODE = codecs.c_iterencode(json.JSONEncoder())
 
 
 def _json_value(text: str) -> Any:
@@ -215,13 +211,12 @@ def _json_value(text: str) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
-def _json_binds(column: Any, type_: sa.types.TypeEngine[Any], dialect: Any,
+def _json_binds(column: Any, impl: sa.types.TypeEngine[Any], dialect: Any,
                 process: Any) -> list[Any] | None:
     """What SQLAlchemy's JSON type binds for each document of an Arrow JSON column
     (`json.dumps` of its decoded value, SQL NULL for a null), or None where the column's
     type or the dialect serialize JSON their own way."""
-    impl = type_.dialect_impl(dialect)
-    if (_JSON_ENCODE is None or not isinstance(impl, sa.JSON)
+    if (not isinstance(impl, sa.JSON)
             or getattr(dialect, "_json_serializer", None) is not None
             or type(impl).bind_processor is not sa.JSON.bind_processor
             or impl._str_impl.bind_processor(dialect) is not None):
@@ -232,15 +227,14 @@ def _json_binds(column: Any, type_: sa.types.TypeEngine[Any], dialect: Any,
     return [null if v is None else "".join(encode(v, 0)) for v in values]
 
 
-def _sqlite_binds(column: Any, type_: sa.types.TypeEngine[Any], dialect: Any,
+def _sqlite_binds(column: Any, impl: sa.types.TypeEngine[Any], dialect: Any,
                   process: Any) -> list[Any] | None:
-    """What `process`, the column type's bind processor on SQLite, makes of every value of an
-    Arrow column, computed a column at a time where Arrow writes the same (None where it does
-    not: the values go through `process` one by one)."""
-    impl = type_.dialect_impl(dialect)
+    """What `process`, the bind processor of `impl` (the column's type on SQLite), makes of
+    every value of an Arrow column, computed a column at a time where Arrow writes the same
+    (None where it does not: the values go through `process` one by one)."""
     t = column.type
     if codecs.is_json(t):
-        return _json_binds(column, type_, dialect, process)
+        return _json_binds(column, impl, dialect, process)
     if pa.types.is_boolean(t) and isinstance(impl, sa.Boolean) and type(process(True)) is int:
         return column.cast(pa.int64()).to_pylist()  # SQLite has no boolean: 1 and 0
     if (pa.types.is_decimal(t) and isinstance(impl, sa.Numeric)
@@ -377,9 +371,9 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
             columns.append(texts)
             continue
         # the dialect's own type binds (SQLite's TIME formats a time; the generic one does not)
-        process = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        binds = None if process is None else _sqlite_binds(column, type_, conn.dialect,
-                                                           process)
+        impl = type_.dialect_impl(conn.dialect)
+        process = impl.bind_processor(conn.dialect)
+        binds = None if process is None else _sqlite_binds(column, impl, conn.dialect, process)
         if binds is not None:
             columns.append(binds)
             continue
