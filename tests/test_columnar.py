@@ -240,6 +240,38 @@ def test_json_texts_in_any_spacing_equal_the_record_paths(documents: list[str | 
                                  for d in documents]
 
 
+# float texts as databases write them: any digits, trailing zeros, exponents, tiny and huge
+float_texts = st.builds(
+    lambda sign, whole, fraction, exponent: sign + whole + fraction + exponent,
+    st.sampled_from(["", "-"]), st.from_regex(r"0|[1-9][0-9]{0,18}", fullmatch=True),
+    st.from_regex(r"\.[0-9]{1,20}", fullmatch=True),
+    st.sampled_from(["", "", "", "e5", "E-7", "e+20", "e-400", "e400"]))
+
+
+@settings(deadline=None)
+@given(st.lists(float_texts, min_size=1, max_size=6))
+def test_json_float_texts_equal_the_record_paths(numbers: list[str]) -> None:
+    # a document whose floats are all written as `plain` writes them keeps their texts
+    documents = [f'{{"v": {n}, "s": "{n}"}}' for n in numbers] + [f"[{', '.join(numbers)}]"]
+    texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
+    assert texts.to_pylist() == [canonical(json.loads(d)) for d in documents]
+
+
+@pytest.mark.parametrize(("number", "plain"), [
+    ("0.6629", '"0.6629"'), ("-7.25", '"-7.25"'), ("0.0001", '"0.0001"'),  # kept as written
+    ("12345678901234.5", '"12345678901234.5"'),  # 15 significant digits
+    ("2.50", '"2.5"'), ("1.0", "1"), ("-0.0", "0"),  # a trailing zero
+    ("1e2", "100"), ("1E400", '"inf"'),  # an exponent
+    ("0.00001", '"1e-05"'),  # below 1e-4
+    ("0.6471313452454534", '"0.6471313452454533"'),  # 16 digits a double does not keep
+    ("1234567890123.4567", '"1234567890123.4568"'),  # 17 digits, the dot among them
+])
+def test_json_floats_written_otherwise_are_made_plain(number: str, plain: str) -> None:
+    # each document holds one float, so no other float sends it the slow way
+    texts = columnar.canonical_texts(codecs.json_array(pa.array([f"[{number}]"], pa.string())))
+    assert texts.to_pylist() == [canonical(json.loads(f"[{number}]"))] == [f"j[{plain}]"]
+
+
 def test_decimals_past_28_digits_keep_every_digit() -> None:
     # Decimal's normalize() rounds to 28 digits: a change in the 29th went unseen
     a, b = Decimal("1" + "0" * 27 + "1"), Decimal("1" + "0" * 28)

@@ -133,13 +133,16 @@ def _json_texts(arr: Any) -> Any:
     """`canonical` of JSON documents, each distinct text once. Floats are made `plain` as
     they are parsed, so a decoded document is already in the form `canonical` encodes."""
     encoded = codecs.json_storage(arr).dictionary_encode()
+    # a document whose float texts are all `plain` already keeps them as they are written
+    # (`str`, called by the C scanner), not through a Python function a float
+    odd = pc.match_substring_regex(encoded.dictionary, _UNPLAIN_FLOATS).to_pylist()
     texts = []
     # the C scanner and encoder called straight: `decode` and `encode` wrap them in Python
     # (whitespace matching, a new encoder a call), a third of the time a small document takes
-    scan, encode = _JSON_DECODER.scan_once, _JSON_ITERENCODE
-    for text in encoded.dictionary.to_pylist():
+    plain_scan, scan, encode = _JSON_PLAIN.scan_once, _JSON_DECODER.scan_once, _JSON_ITERENCODE
+    for text, slow in zip(encoded.dictionary.to_pylist(), odd, strict=True):
         try:
-            value, end = scan(text, 0)
+            value, end = (scan if slow else plain_scan)(text, 0)
         except StopIteration:
             end = -1
         if end != len(text):  # whitespace around it, or no JSON: as `decode` reads or reports
@@ -158,6 +161,13 @@ def _plain_float(text: str) -> Any:
 
 # Infinity, -Infinity and NaN (which Python's JSON reads) are floats as well
 _JSON_DECODER = json.JSONDecoder(parse_float=_plain_float, parse_constant=_plain_float)
+# A float text is `plain` (its own repr, not a whole number) where it has at most 15
+# significant digits (a double gives back any 15 digits, so repr writes these), ends in a
+# fraction digit other than 0, has no exponent, and is at least 1e-4 (repr writes smaller
+# ones with an exponent). Documents with a text that may not be, anywhere (strings too,
+# which only costs the slow way), are read by `_JSON_DECODER`.
+_UNPLAIN_FLOATS = r"[0-9][eE]|\.[0-9]*0([^0-9]|$)|0\.0000|[1-9](\.?[0-9]){15}"
+_JSON_PLAIN = json.JSONDecoder(parse_float=str, parse_constant=_plain_float)
 _JSON_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
