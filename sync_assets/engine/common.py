@@ -20,6 +20,7 @@ from ..connectors.base import (
     Record,
     TransientError,
 )
+from ..memory import release_freed_memory
 from ..project import Project
 from ..spec import DataSyncConfig, SyncExecutionResult
 from ..state import StateStore, project_state_host
@@ -120,6 +121,7 @@ class RunBase:
         self._held = contextlib.ExitStack()  # the run's lock, released when it ends
 
     def execute(self) -> SyncExecutionResult:
+        release_freed_memory()
         try:
             with self._held:
                 try:
