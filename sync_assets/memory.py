@@ -6,7 +6,8 @@ buffers (libpq results, JSON texts, lists of a page's values) land on the heap a
 first page, and the heap is trimmed only above 128 KiB free at its top: a process keeps
 100-150 MB it no longer uses after the wide pages. Fixed thresholds of 128 KiB map each large
 block on its own and give it back when freed (the wide shapes' peak RSS 300 -> 210 MB, for
-3-6% time; bench/README.md). Arrow's buffers come from its own pool and are not affected.
+about 4% time on the wide full refresh, none measurable on SQLite; README.md). Arrow's
+buffers come from its own pool and are not affected.
 
 A process where either threshold was chosen (`MALLOC_MMAP_THRESHOLD_`,
 `MALLOC_TRIM_THRESHOLD_`, or `GLIBC_TUNABLES` naming malloc) keeps that choice, and nothing
