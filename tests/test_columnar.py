@@ -231,8 +231,9 @@ def test_json_with_whitespace_around_it_gets_the_record_paths_canonical_text() -
 
 
 @settings(deadline=None)
-@given(st.lists(st.none() | st.tuples(json_values.map(json.dumps), st.sampled_from(
-    ["", " ", "\n", " \t"]), st.sampled_from(["", " ", "\r\n"])).map(
+@given(st.lists(st.none() | st.tuples(
+    st.builds(json.dumps, json_values, ensure_ascii=st.booleans()),  # \u00e9 or é
+    st.sampled_from(["", " ", "\n", " \t"]), st.sampled_from(["", " ", "\r\n"])).map(
         lambda t: t[1] + t[0] + t[2]), max_size=20))
 def test_json_texts_in_any_spacing_equal_the_record_paths(documents: list[str | None]) -> None:
     texts = columnar.canonical_texts(codecs.json_array(pa.array(documents, pa.string())))
@@ -270,6 +271,17 @@ def test_json_floats_written_otherwise_are_made_plain(number: str, plain: str) -
     # each document holds one float, so no other float sends it the slow way
     texts = columnar.canonical_texts(codecs.json_array(pa.array([f"[{number}]"], pa.string())))
     assert texts.to_pylist() == [canonical(json.loads(f"[{number}]"))] == [f"j[{plain}]"]
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    ('{"v":-1e2}', 'j{"v":-100}'), ('[2.5E+3]', "j[2500]"), (" 1e2", "i100"),
+    ('{"n": "Zo\\u00e9", "v": 1e2}', 'j{"n":"Zo\u00e9","v":100}'),
+    ('{"n": "Zo\\u00e9", "v": 0.25}', 'j{"n":"Zo\u00e9","v":"0.25"}'),
+])
+def test_json_exponents_wherever_they_stand_are_made_plain(document: str, expected: str) -> None:
+    # an exponent after `:`, `[` or whitespace, or at the start; an escape like \u00e9 is none
+    texts = columnar.canonical_texts(codecs.json_array(pa.array([document], pa.string())))
+    assert texts.to_pylist() == [canonical(json.loads(document))] == [expected]
 
 
 def test_decimals_past_28_digits_keep_every_digit() -> None:
