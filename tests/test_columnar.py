@@ -76,6 +76,8 @@ COLUMNS: dict[str, tuple[pa.DataType, Any]] = {
                                         | st.integers(-(10**18) + 1, 10**18 - 1)).map(Decimal)),
     "near-2**53-scaled": (pa.decimal128(25, 3), st.integers(
         (2**53 - 2**10) * 1000, (2**53 + 2**10) * 1000).map(lambda n: Decimal(n).scaleb(-3))),
+    "scaled-18": (pa.decimal128(18, 6), st.integers(-(10**18) + 1, 10**18 - 1).map(
+        lambda n: Decimal(n).scaleb(-6))),
     "rate": (pa.decimal128(20, 6), st.decimals(min_value=-(10**14) + 1, max_value=10**14 - 1,
                                                places=6)),
     "uuid": (pa.uuid(), st.uuids()),
