@@ -87,6 +87,27 @@ def test_a_refresh_writes_back_exactly_the_row_someone_changed(
     assert held["p43@x.io"].active in (False, 0)
 
 
+def test_a_refresh_reads_in_key_order_and_moves_the_cursor_once_at_the_end(
+        synced: tuple[Any, str], record_path: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # pages in key order compare with runs of the destination's keys; the cursor, which
+    # pages no longer follow, goes to the high-water mark when every page is in
+    proj, warehouse = synced
+    execute(warehouse, "DELETE FROM _sync_assets_cursor")
+    orders: list[tuple[list[str], bool]] = []
+    original = Reading._read_pass
+
+    def read_pass(self: Any, request: Any, offset: int = 0) -> int:
+        orders.append((list(request.order_by), self._page_cursors(request)))
+        return original(self, request, offset)
+
+    monkeypatch.setattr(Reading, "_read_pass", read_pass)
+    assert counts(run(proj, "people", full_refresh=True)) == {"processed": N, "skipped": N}
+    assert orders[0] == (["id"], False)
+    monkeypatch.setattr(Reading, "_read_pass", original)
+    # the cursor is at the end: the next incremental run finds nothing past it
+    assert counts(run(proj, "people")) == {}
+
+
 def test_a_refresh_rebuilds_a_lost_state_from_the_destination(
         synced: tuple[Any, str], record_path: list[int]) -> None:
     proj, warehouse = synced
