@@ -108,6 +108,26 @@ def test_a_refresh_reads_in_key_order_and_moves_the_cursor_once_at_the_end(
     assert counts(run(proj, "people")) == {}
 
 
+def test_a_refresh_that_stops_half_way_leaves_the_cursor_where_it_was(
+        synced: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    proj, warehouse = synced
+    before = rows(warehouse, "_sync_assets_cursor")
+    pages = 0
+    original = Reading._arrow_page
+
+    def failing(self: Any, page: Any, request: Any, reached: int) -> bool:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            raise RuntimeError("the source went away")
+        return original(self, page, request, reached)
+
+    monkeypatch.setattr(Reading, "_arrow_page", failing)
+    with pytest.raises(RuntimeError, match="the source went away"):
+        run(proj, "people", full_refresh=True)
+    assert rows(warehouse, "_sync_assets_cursor") == before
+
+
 def test_a_refresh_rebuilds_a_lost_state_from_the_destination(
         synced: tuple[Any, str], record_path: list[int]) -> None:
     proj, warehouse = synced
