@@ -132,13 +132,13 @@ def lane_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from sync_assets.connectors.sql import arrow
 
     pages: list[int] = []
-    parsed = arrow._parsed_page
+    copy_out = arrow._copy_out
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        page = parsed(*args, **kwargs)
+        page = copy_out(*args, **kwargs)
         if page is not None:
             pages.append(page.num_rows)
         return page
 
-    monkeypatch.setattr(arrow, "_parsed_page", counted)
+    monkeypatch.setattr(arrow, "_copy_out", counted)
     return pages

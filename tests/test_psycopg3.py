@@ -19,9 +19,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
-from sync_assets import arrow_codecs as codecs
 from sync_assets.connectors.base import BatchRefused, ConnectorError, ReadRequest, TransientError
 from sync_assets.connectors.sql import SqlTable, arrow, dispose_engines, pgcopy
 from sync_assets.connectors.sql.table import READ_RETRIES, engine_url
@@ -414,95 +412,6 @@ def ledger_locked(pg_url: str) -> Iterator[None]:
         engine.dispose()
 
 
-# -- reading ahead ---------------------------------------------------------------------------
-def test_a_row_ends_where_the_quotes_after_its_line_break_are_even() -> None:
-    """The next page starts after the last row of this one's COPY text, found without
-    parsing the page: a line break inside a quoted field is not a row's end."""
-    schema = pa.schema([("id", pa.int64()), ("body", pa.string())])
-    texts = {
-        b'1,plain\n': "plain",
-        b'1,"two\nlines"\n': "two\nlines",
-        b'1,"ends\n"\n': "ends\n",
-        b'1,"""quoted""\n,\n"\n': '"quoted"\n,\n',
-        b'1,"\n""\n"""\n': '\n"\n"',
-        b'1,""\n': "",
-        b'1,\n': None,
-    }
-    before = b'7,"a ""b""\n"\n8,"\n""\n9,x"\n'  # rows whose quotes and breaks mislead
-    for text, body in texts.items():
-        assert arrow._last_row(before + text, schema) == {"id": 1, "body": body}
-        assert arrow._last_row(text, schema) == {"id": 1, "body": body}  # the only row
-
-
-def _pages_read(url: str, request: ReadRequest) -> list[Any]:
-    pages = SqlTable(url, "ledger").read_arrow(request)
-    assert pages is not None
-    return list(pages)
-
-
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_pages_read_ahead_come_whole_and_in_order(
-        pg_url: str, driver: str, copies: Copies) -> None:
-    """Each page's COPY starts after the last row of the one before, while that one is
-    parsed: every row once, in order, quoted line breaks closing pages included; the read
-    ends with the first page shorter than the batch, with no query after it."""
-    notes = ['"', "two\nlines", 'a "b"\n', "\n", ",", "", None]
-    create_table(pg_url, "ledger", [
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("note", sa.Text), sa.Column("doc", JSONB)],
-        [{"id": i, "note": notes[i % 7], "doc": {"n": notes[i % 7], "i": i}}
-         for i in range(1, 231)])
-    request = ReadRequest(columns=["id", "note", "doc"], order_by=["id"], batch_size=50)
-
-    pages = _pages_read(with_driver(pg_url, driver), request)
-
-    assert [p.num_rows for p in pages] == [50, 50, 50, 50, 30]  # Arrow tables, all
-    got = [r for p in pages for r in codecs.values_of(p)]
-    assert got == [{"id": i, "note": notes[i % 7], "doc": {"n": notes[i % 7], "i": i}}
-                   for i in range(1, 231)]
-    assert sum(kind == "out" for _, kind, _ in copies) == 5
-    assert not [t for t in threading.enumerate() if t.name in ("sync-read", "sync-copy")]
-
-
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_a_page_arrow_cannot_type_is_read_as_records_wherever_the_value_falls(
-        pg_url: str, driver: str) -> None:
-    """numeric's NaN has no Arrow decimal: the page holding it is read again as records,
-    whether it is the page's last row (the next page starts from the records) or within
-    it (found by the parse, after the next page's COPY started)."""
-    nan = {100, 130}  # the last row of the second page of 50, and the third's 30th
-    create_table(pg_url, "ledger", [
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("amount", sa.Numeric(12, 2))],
-        [{"id": i, "amount": Decimal("NaN") if i in nan else Decimal(i) / 4}
-         for i in range(1, 251)])
-    request = ReadRequest(columns=["id", "amount"], order_by=["id"], batch_size=50)
-
-    pages = _pages_read(with_driver(pg_url, driver), request)
-
-    assert [isinstance(p, list) for p in pages] == [False, True, True, False, False]
-    got = [r for p in pages for r in (p if isinstance(p, list) else codecs.values_of(p))]
-    assert [r["id"] for r in got] == list(range(1, 251))
-    assert [r["id"] for r in got if r["amount"].is_nan()] == [100, 130]
-    assert all(r["amount"] == Decimal(r["id"]) / 4 for r in got if r["id"] not in nan)
-
-
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_a_consumer_that_stops_stops_both_reading_threads(pg_url: str, driver: str) -> None:
-    create_table(pg_url, "ledger", [
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)],
-        [{"id": i} for i in range(1, 1001)])
-    request = ReadRequest(columns=["id"], order_by=["id"], batch_size=10)
-    pages = SqlTable(with_driver(pg_url, driver), "ledger").read_arrow(request)
-    assert pages is not None
-
-    first = next(iter(pages))
-    pages.close()  # type: ignore[attr-defined]
-
-    assert first.column("id").to_pylist() == list(range(1, 11))
-    assert not [t for t in threading.enumerate() if t.name in ("sync-read", "sync-copy")]
-
-
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_lock_timeout_inside_copy_is_transient(
         pg_url: str, driver: str, copies: Copies) -> None:
@@ -531,7 +440,7 @@ def test_a_lock_timeout_inside_copy_is_transient(
         " failed: LockNotAvailable: canceling statement due to lock timeout")
     assert len(waits) == READ_RETRIES  # the read was tried again, then reported
     assert sum(kind == "out" for _, kind, _ in copies) == READ_RETRIES + 1
-    assert not [t for t in threading.enumerate() if t.name in ("sync-read", "sync-copy")]
+    assert not [t for t in threading.enumerate() if t.name == "sync-read"]
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

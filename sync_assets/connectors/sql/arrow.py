@@ -120,76 +120,10 @@ def schema_for(endpoint: SqlTable, columns: Sequence[str],
 def read_batches(endpoint: SqlTable, request: ReadRequest,
                  types: Mapping[str, pa.DataType]) -> Iterator[pa.Table | list[Record]]:
     """The pages of `SqlTable.read_batches`, as Arrow tables (or records, for a page Arrow
-    cannot type). PostgreSQL's pages are read ahead in two threads: one runs each page's
-    COPY, the next one starting after the last row of its text, while the other parses the
-    page before (`_copied_pages`)."""
+    cannot type)."""
     names = [*request.columns, *([CURSOR_COLUMN] if request.cursor_field else [])]
-    if endpoint.dialect == "postgresql" and endpoint.keyset_paged(request):
-        schema = pa.schema([(n, types[n]) for n in names])
-        copied = prefetched(_copied_pages(endpoint, request, schema), name="sync-copy")
-        return prefetched(_parsed_pages(endpoint, copied, schema))
-    pages = endpoint.read_batches(
+    return endpoint.read_batches(
         request, fetch=lambda conn, stmt: _read_page(conn, stmt, names, types))
-    # Reading ahead pays where the reader mostly waits on a server (PostgreSQL's COPY);
-    # SQLite reads in this process and would only contend for the interpreter.
-    return pages if endpoint.dialect == "sqlite" else prefetched(pages)
-
-
-def _copied_pages(endpoint: SqlTable, request: ReadRequest, schema: pa.Schema
-                  ) -> Iterator[tuple[Any, Any]]:
-    """(statement, COPY text) of each page of `SqlTable.read_batches`, or (None, page) for a
-    page read here already (as records, or parsed where its last row could not be). The next
-    page starts after the last row of this one's text: only that row is parsed here."""
-    after = request.after
-    while True:
-        stmt = endpoint.page_statement(request, after)
-        data = endpoint.reading(lambda conn, stmt=stmt: _copy_text(conn, stmt))
-        if data == b"":
-            return
-        last = None if data is None else _last_row(data, schema)
-        if data is not None and last is not None:
-            yield stmt, data
-            if data.count(b"\n") < request.batch_size:  # a row ends each line, or more
-                return
-        else:
-            page = None if data is None else _parsed_page(data, schema)
-            if page is None:
-                page = endpoint.reading(lambda conn, stmt=stmt: endpoint.records(conn, stmt))
-            size = len(page) if isinstance(page, list) else page.num_rows
-            if not size:
-                return
-            yield None, page
-            if size < request.batch_size:
-                return
-            last = (page[-1] if isinstance(page, list)
-                    else {c: page.column(c)[size - 1].as_py() for c in page.column_names})
-        after = endpoint.position(last, request)
-
-
-def _parsed_pages(endpoint: SqlTable, copied: Iterator[tuple[Any, Any]], schema: pa.Schema
-                  ) -> Iterator[pa.Table | list[Record]]:
-    """The copied pages parsed; one Arrow cannot type is read again as records."""
-    for stmt, data in copied:
-        if stmt is None:
-            yield data
-            continue
-        page = _parsed_page(data, schema)
-        yield page if page is not None else endpoint.reading(
-            lambda conn, stmt=stmt: endpoint.records(conn, stmt))
-
-
-def _last_row(data: bytes, schema: pa.Schema) -> dict[str, Any] | None:
-    """The last row of a page's non-empty COPY text, parsed, or None where Arrow cannot. A
-    line break within quotes is no row's end: every quote a field holds is doubled, so a
-    line break is one where the quotes after it are even in number."""
-    end = len(data) - 1  # the last row's own line break
-    start = data.rfind(b"\n", 0, end)
-    while start >= 0 and data.count(b'"', start + 1) % 2:
-        start = data.rfind(b"\n", 0, start)
-    row = _parsed(data[start + 1:], schema)
-    if row is None or row.num_rows != 1:
-        return None
-    return {c: row.column(c)[0].as_py() for c in row.column_names}
 
 
 def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
@@ -327,13 +261,6 @@ def _number_json(value: Any) -> str:
 
 
 def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
-    data = _copy_text(conn, stmt)
-    return None if data is None else _parsed_page(data, schema)
-
-
-def _copy_text(conn: Connection, stmt: sa.Select[Any]) -> bytes | None:
-    """The CSV text of `COPY (stmt) TO STDOUT`, or None where the driver cannot render the
-    statement's parameters."""
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     try:
         query = pgcopy.mogrify(conn, str(compiled), compiled.construct_params())
@@ -341,24 +268,15 @@ def _copy_text(conn: Connection, stmt: sa.Select[Any]) -> bytes | None:
         return None                  # own processing (a JSON filter value): read as records
     buffer = io.BytesIO()
     pgcopy.copy_out(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-    return buffer.getvalue()
-
-
-def _parsed_page(data: bytes, schema: pa.Schema) -> pa.Table | None:
-    """A page's COPY text parsed (`_parsed`)."""
-    return _parsed(data, schema)
-
-
-def _parsed(data: bytes, schema: pa.Schema) -> pa.Table | None:
-    """A COPY text as an Arrow table of `schema`, or None where Arrow cannot type it."""
-    if not data:
+    if not buffer.tell():
         return schema.empty_table()
+    buffer.seek(0)
     # COPY gives JSON, UUIDs and bytea as text: read as text, then decoded a column at once
     as_text = pa.schema([(f.name, pa.string() if _encoded(f.type) else f.type)
                          for f in schema])
     try:
         page = pacsv.read_csv(
-            pa.BufferReader(data),
+            buffer,
             read_options=pacsv.ReadOptions(column_names=schema.names, use_threads=False),
             # without it a quoted newline that falls on the parser's block boundary splits
             # its row in two and the page goes to the record path
@@ -478,10 +396,10 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
     conn.exec_driver_sql(str(stmt), rows)  # type: ignore[arg-type]
 
 
-def prefetched(pages: Iterator[Any], depth: int = 2, name: str = "sync-read") -> Iterator[Any]:
+def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """The pages of an iterator, read up to `depth` ahead in a thread: the next page's
     COPY and parsing run while this one is written (drivers release the GIL while they wait
-    on the server). The reader stops when the consumer does, and closes the iterator."""
+    on the server). The reader stops when the consumer does."""
     queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -499,12 +417,8 @@ def prefetched(pages: Iterator[Any], depth: int = 2, name: str = "sync-read") ->
             queue.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put(("error", exc))
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
 
-    reader = threading.Thread(target=read, name=name, daemon=True)
+    reader = threading.Thread(target=read, name="sync-read", daemon=True)
     reader.start()
     try:
         while True:

@@ -647,9 +647,9 @@ class SqlTable(Endpoint):
     def high_water_mark(self, cursor_field: str, request: ReadRequest) -> Any:
         cur = self._cursor_expr(cursor_field)
         stmt = self._bounded(sa.select(sa.func.max(cur)), request)
-        return self.reading(lambda conn: conn.execute(stmt).scalar())
+        return self._reading(lambda conn: conn.execute(stmt).scalar())
 
-    def reading(self, read: Callable[[Connection], Any]) -> Any:
+    def _reading(self, read: Callable[[Connection], Any]) -> Any:
         """One read on a fresh connection; a lost connection or a busy database is read again
         (reads change nothing, so a retry is always safe), up to READ_RETRIES times."""
         for attempt in range(READ_RETRIES + 1):
@@ -698,11 +698,15 @@ class SqlTable(Endpoint):
 
         def read_page(conn: Connection) -> Any:
             page = fetch(conn, stmt) if fetch is not None else None
-            return self.records(conn, stmt) if page is None else page
+            if page is None:
+                result = conn.execute(stmt)
+                names = list(result.keys())
+                page = [dict(zip(names, r, strict=True)) for r in result]
+            return page
 
         while True:
             stmt = self.page_statement(request, after)
-            page = self.reading(read_page)
+            page = self._reading(read_page)
             size = len(page) if isinstance(page, list) else page.num_rows
             if not size:
                 return
@@ -712,18 +716,6 @@ class SqlTable(Endpoint):
             last = (page[-1] if isinstance(page, list)
                     else {c: page.column(c)[size - 1].as_py() for c in page.column_names})
             after = self.position(last, request)
-
-    @staticmethod
-    def records(conn: Connection, stmt: Any) -> list[Record]:
-        """The rows of a page's statement as records."""
-        result = conn.execute(stmt)
-        names = list(result.keys())
-        return [dict(zip(names, r, strict=True)) for r in result]
-
-    def keyset_paged(self, request: ReadRequest) -> bool:
-        """Whether `read_batches` pages this request by keyset (`page_statement` after the
-        last row's `position`), not as one streamed query."""
-        return self._order_is_unique(request)
 
     def _order_is_unique(self, request: ReadRequest) -> bool:
         """Whether no two rows share a position in the request's order, so pages can start
@@ -882,7 +874,10 @@ class SqlTable(Endpoint):
         types = arrow.schema_for(self, request.columns, request.cursor_field)
         if types is None:
             return None
-        return arrow.read_batches(self, request, types)
+        pages = arrow.read_batches(self, request, types)
+        # Reading ahead pays where the reader mostly waits on a server (PostgreSQL's COPY);
+        # SQLite reads in this process and would only contend for the interpreter.
+        return pages if self.dialect == "sqlite" else arrow.prefetched(pages)
 
     def state_host(self) -> Any:
         from .state_host import SqlStateHost
