@@ -343,6 +343,10 @@ class StateStore:
             conn.exec_driver_sql(
                 "CREATE INDEX IF NOT EXISTS temp._sync_assets_seen_keys_ix "
                 "ON _sync_assets_seen_keys (record_key)")
+        elif conn.dialect.name == "postgresql":
+            # Without statistics on the new table the planner sorts it (on disk, past
+            # work_mem) for a merge join: 1.17 s against 0.41 s hashed, at 800,000 keys.
+            conn.exec_driver_sql(f"ANALYZE {self.seen.name}")
         stmt = sa.select(r.record_key).where(
             r.sync_name == self.sync_name, r.created.is_(True),
             ~sa.exists().where(s.record_key == r.record_key),
