@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from sync_assets.connectors.sql import arrow as sql_arrow
 from sync_assets.engine import reading, run
 from sync_assets.state import HeldFingerprints
 
@@ -93,10 +94,20 @@ def state_queries() -> Iterator[dict[str, int]]:
         else:
             seen["scans"] += 1
 
+    select_arrow = sql_arrow.select_arrow
+
+    def copied(conn: Any, stmt: Any, schema: Any) -> Any:
+        """PostgreSQL scans by COPY, a chunk after the last key of the one before."""
+        if "_sync_assets_records.record_key >" not in str(stmt):
+            seen["scans"] += 1
+        return select_arrow(conn, stmt, schema)
+
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    sql_arrow.select_arrow = copied
     try:
         yield seen
     finally:
+        sql_arrow.select_arrow = select_arrow
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
 
 
@@ -150,3 +161,35 @@ def test_a_single_page_sync_never_scans(tmp_path: Path, backend: tuple[str, str]
     with state_queries() as seen:
         assert counts(run(proj, "people")) == {"processed": 10, "skipped": 10}
     assert seen == {"keys asked": 10, "scans": 0}
+
+
+def test_a_scan_read_in_chunks_holds_every_key_however_it_is_spelt(
+        tmp_path: Path, backend: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state is scanned a chunk at a time (PostgreSQL: by COPY, each chunk after the
+    last key of the one before): keys with quotes, commas, backslashes, line breaks and
+    non-ASCII text are all held, and a rerun asks only its first page."""
+    from sync_assets.state import store
+
+    monkeypatch.setattr(store, "_SCAN", 700)  # four chunks of 2,500 keys, the last short
+    source, _ = backend
+    odd = ['"', ",", "\\", "\n", "ü", "'", " ", "日本"]
+    create_table(source, "people", [
+        sa.Column("code", sa.Text, primary_key=True), sa.Column("name", sa.Text)],
+        [{"code": f"k{i:04d}{odd[i % len(odd)]}", "name": "n"} for i in range(N)])
+    proj = project(tmp_path, backend, to_warehouse(
+        "people", "people", "people", mapping={"code": "code", "name": "name"},
+        matchKey=["code"], syncMode="full", batchSize=1000))
+    assert counts(run(proj, "people")) == {"processed": N, "inserted": N}
+    scan = HeldFingerprints.scanned_columns.__func__  # type: ignore[attr-defined]
+    sizes: list[int] = []
+
+    def sized(cls: Any, chunks: Any, limit: int) -> Any:
+        chunks = list(chunks)
+        sizes.extend(len(keys) for keys, _fps, _created in chunks)
+        return scan(cls, chunks, limit)
+
+    monkeypatch.setattr(HeldFingerprints, "scanned_columns", classmethod(sized))
+    with state_queries() as seen:
+        assert counts(run(proj, "people")) == {"processed": N, "skipped": N}
+    assert seen == {"keys asked": 1000, "scans": 1}
+    assert sizes == [700, 700, 700, 400]

@@ -47,17 +47,27 @@ class HeldFingerprints:
                 limit: int) -> HeldFingerprints | None:
         """The snapshot of rows given in chunks, or None past `limit` rows (the state is
         then asked page by page, in bounded memory)."""
+        return cls.scanned_columns(
+            ((tuple(r[0] for r in chunk), tuple(r[1] for r in chunk),
+              tuple(bool(r[2]) for r in chunk)) for chunk in chunks), limit)
+
+    @classmethod
+    def scanned_columns(cls, chunks: Iterable[tuple[Sequence[str], Sequence[str],
+                                                    Sequence[bool]]],
+                        limit: int) -> HeldFingerprints | None:
+        """`scanned` of chunks given as columns: (keys, fingerprints, created flags)."""
         keys: list[np.ndarray] = []
         fps: list[np.ndarray] = []
         created: list[np.ndarray] = []
         count = 0
-        for chunk in chunks:
-            count += len(chunk)
+        for chunk_keys, chunk_fps, chunk_created in chunks:
+            n = len(chunk_keys)
+            count += n
             if count > limit:
                 return None
-            keys.append(np.fromiter((hash(r[0]) for r in chunk), np.int64, len(chunk)))
-            fps.append(np.fromiter((hash(r[1]) for r in chunk), np.int64, len(chunk)))
-            created.append(np.fromiter((bool(r[2]) for r in chunk), np.bool_, len(chunk)))
+            keys.append(np.fromiter(map(hash, chunk_keys), np.int64, n))
+            fps.append(np.fromiter(map(hash, chunk_fps), np.int64, n))
+            created.append(np.asarray(chunk_created, np.bool_))
         if not keys:
             empty = np.empty(0, np.int64)
             return cls(empty, empty, np.empty(0, np.bool_))

@@ -260,7 +260,20 @@ def _number_json(value: Any) -> str:
     return json.dumps(value)
 
 
+def select_arrow(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
+    """The rows of a SELECT as an Arrow table of `schema`, read by COPY on PostgreSQL
+    (psycopg2 or 3) as the lane reads pages; None where the lane cannot read them."""
+    if not pgcopy.supported(conn.dialect):
+        return None
+    return _copied(conn, stmt, schema)
+
+
 def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
+    """A page read by COPY (`_copied`)."""
+    return _copied(conn, stmt, schema)
+
+
+def _copied(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     try:
         query = pgcopy.mogrify(conn, str(compiled), compiled.construct_params())
