@@ -132,13 +132,13 @@ def lane_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from sync_assets.connectors.sql import arrow
 
     pages: list[int] = []
-    copy_out = arrow._copy_out
+    read_page = arrow._read_page
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        page = copy_out(*args, **kwargs)
-        if page is not None:
+    def counted(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        page = read_page(conn, *args, **kwargs)
+        if page is not None and conn.dialect.name == "postgresql":
             pages.append(page.num_rows)
         return page
 
-    monkeypatch.setattr(arrow, "_copy_out", counted)
+    monkeypatch.setattr(arrow, "_read_page", counted)
     return pages

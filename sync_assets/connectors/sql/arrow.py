@@ -122,15 +122,32 @@ def read_batches(endpoint: SqlTable, request: ReadRequest,
     """The pages of `SqlTable.read_batches`, as Arrow tables (or records, for a page Arrow
     cannot type)."""
     names = [*request.columns, *([CURSOR_COLUMN] if request.cursor_field else [])]
-    return endpoint.read_batches(
-        request, fetch=lambda conn, stmt: _read_page(conn, stmt, names, types))
+    if endpoint.dialect != "postgresql":
+        return endpoint.read_batches(
+            request, fetch=lambda conn, stmt: _read_page(conn, stmt, names, types))
+    return _read_by_adbc(endpoint, request, names, types)
+
+
+def _read_by_adbc(endpoint: SqlTable, request: ReadRequest, names: list[str],
+                  types: Mapping[str, pa.DataType]) -> Iterator[pa.Table | list[Record]]:
+    """PostgreSQL's pages read by ADBC's driver (`adbc.py`) where it can, by CSV COPY where
+    it cannot; its connection closes with the pass."""
+    from .adbc import PageReader
+
+    reader = PageReader(endpoint.engine.url)
+    try:
+        yield from endpoint.read_batches(
+            request, fetch=lambda conn, stmt: _read_page(conn, stmt, names, types, reader))
+    finally:
+        reader.close()
 
 
 def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
-               types: Mapping[str, pa.DataType]) -> pa.Table | None:
+               types: Mapping[str, pa.DataType], reader: Any = None) -> pa.Table | None:
     schema = pa.schema([(n, types[n]) for n in names])
     if conn.dialect.name == "postgresql":
-        return _copy_out(conn, stmt, schema)
+        page = reader.page(conn, stmt, schema) if reader is not None else None
+        return page if page is not None else _copy_out(conn, stmt, schema)
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.construct_params()[p] for p in compiled.positiontup or ())
     rows = _sqlite_rows(conn, str(compiled), params)
@@ -412,7 +429,7 @@ def insert(conn: Connection, table: sa.Table, data: pa.Table) -> None:
 def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """The pages of an iterator, read up to `depth` ahead in a thread: the next page's
     COPY and parsing run while this one is written (drivers release the GIL while they wait
-    on the server). The reader stops when the consumer does."""
+    on the server). The reader stops when the consumer does, and closes the iterator."""
     queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -430,6 +447,10 @@ def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
             queue.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put(("error", exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # a generator's own cleanup (a connection) runs here, now
 
     reader = threading.Thread(target=read, name="sync-read", daemon=True)
     reader.start()
