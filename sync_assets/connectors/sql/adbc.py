@@ -63,7 +63,7 @@ class PageReader:
             if self._connection is None:
                 self._database = postgresql.connect(self._uri)
                 self._connection = manager.AdbcConnection(self._database)
-        except manager.Error:
+        except Exception:  # whatever it is, its text may carry the URL: never shown
             self.close()
             self._driver = None  # off for this pass: the CSV reader takes every page
             return None
@@ -75,7 +75,7 @@ class PageReader:
                 table = pa.RecordBatchReader.from_stream(stream).read_all()
             finally:
                 statement.close()
-        except (manager.Error, pa.ArrowException):
+        except Exception:  # the CSV reader reads the page again and reports its error
             self.close()  # opened again for the next page
             return None
         return lane_table(table, schema)
