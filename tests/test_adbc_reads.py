@@ -165,6 +165,25 @@ def test_a_connection_adbc_cannot_open_leaves_every_page_to_csv(
     assert len(csv_copies) == 3 and len(tries) == 1
 
 
+def test_a_page_adbc_fails_on_is_read_by_csv_and_so_is_the_rest_of_the_pass(
+        pg_url: str, csv_copies: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query ADBC's connection cannot run (a search_path given in `connect_args` only,
+    a lock timeout): the CSV reader reads that page and every later one of the pass."""
+    create_table(pg_url, "item", columns(), [value_row(i) for i in range(1, N + 1)])
+    tries: list[str] = []
+
+    def failing(conn: Any, stmt: Any) -> str:
+        tries.append("query")
+        return "SELECT * FROM no_such_table"
+
+    monkeypatch.setattr(adbc, "_query", failing)
+
+    pages = read(pg_url)
+
+    assert [p.num_rows for p in pages] == [100, 100, 30]
+    assert len(csv_copies) == 3 and tries == ["query"]
+
+
 def test_the_connection_closes_with_the_pass_read_whole_or_stopped(
         pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     create_table(pg_url, "item", columns(), [value_row(i) for i in range(1, N + 1)])

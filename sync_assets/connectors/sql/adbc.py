@@ -8,9 +8,9 @@ between pages). The SELECT is the lane's own, rendered by the SQLAlchemy driver 
 with the columns the lane reads as text (`reads_as_text`: interval) cast to text by the
 server. What this reader cannot give as the lane's types it leaves to the CSV reader: an
 error (which that reader then reports as it always has), numeric's NaN, an infinite or BC
-date or timestamp (which the driver would hand over as a wrapped-around number). A
-connection it cannot open (credentials in `connect_args` rather than the URL) turns it off
-for the pass. Its errors are never shown: they may carry the URL.
+date or timestamp (which the driver would hand over as a wrapped-around number). An error,
+or a connection it cannot open (credentials in `connect_args` rather than the URL), turns
+it off for the rest of the pass. Its errors are never shown: they may carry the URL.
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ class PageReader:
             finally:
                 statement.close()
         except Exception:  # the CSV reader reads the page again and reports its error
-            self.close()  # opened again for the next page
+            self.close()
+            # off for this pass: a connection set up otherwise than the engine's (a
+            # search_path in connect_args) would fail every page again
+            self._driver = None
             return None
         return lane_table(table, schema)
 
