@@ -4,7 +4,8 @@ STDIN for bulk inserts, the staged COPY update), give the same rows, and a datab
 inside a COPY reaches the engine as the same kind of error whichever driver raised it.
 
 The COPY calls are watched at pgcopy's driver adapter (`_DRIVERS`), so each test shows which
-driver ran which COPY."""
+driver ran which COPY. The lane's reads go through ADBC's driver first (`adbc.py`); the tests
+of the read path run with it and with the CSV reader alone (`reader`)."""
 
 from __future__ import annotations
 

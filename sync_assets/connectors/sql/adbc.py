@@ -100,11 +100,7 @@ def _query(conn: Connection, stmt: sa.Select[Any]) -> str | None:
             else c for c in columns]
     if any(a is not b for a, b in zip(cast, columns, strict=True)):
         stmt = stmt.with_only_columns(*cast, maintain_column_froms=True)
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    try:
-        return pgcopy.mogrify(conn, str(compiled), compiled.construct_params())
-    except sa.exc.ProgrammingError:
-        return None
+    return pgcopy.rendered(conn, stmt)
 
 
 def lane_table(table: pa.Table, schema: pa.Schema) -> pa.Table | None:

@@ -37,6 +37,7 @@ from ..base import CURSOR_COLUMN, ReadRequest, Record
 from . import pgcopy
 
 if TYPE_CHECKING:
+    from .adbc import PageReader
     from .table import SqlTable
 
 # Pages are parsed in a reader thread and written by others: Arrow's default allocator
@@ -143,7 +144,8 @@ def _read_by_adbc(endpoint: SqlTable, request: ReadRequest, names: list[str],
 
 
 def _read_page(conn: Connection, stmt: sa.Select[Any], names: list[str],
-               types: Mapping[str, pa.DataType], reader: Any = None) -> pa.Table | None:
+               types: Mapping[str, pa.DataType], reader: PageReader | None = None
+               ) -> pa.Table | None:
     schema = pa.schema([(n, types[n]) for n in names])
     if conn.dialect.name == "postgresql":
         page = reader.page(conn, stmt, schema) if reader is not None else None
@@ -282,20 +284,13 @@ def select_arrow(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> p
     (psycopg2 or 3) as the lane reads pages; None where the lane cannot read them."""
     if not pgcopy.supported(conn.dialect):
         return None
-    return _copied(conn, stmt, schema)
+    return _copy_out(conn, stmt, schema)
 
 
 def _copy_out(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
-    """A page read by COPY (`_copied`)."""
-    return _copied(conn, stmt, schema)
-
-
-def _copied(conn: Connection, stmt: sa.Select[Any], schema: pa.Schema) -> pa.Table | None:
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    try:
-        query = pgcopy.mogrify(conn, str(compiled), compiled.construct_params())
-    except sa.exc.ProgrammingError:  # a value the driver cannot render without SQLAlchemy's
-        return None                  # own processing (a JSON filter value): read as records
+    query = pgcopy.rendered(conn, stmt)
+    if query is None:  # read as records
+        return None
     buffer = io.BytesIO()
     pgcopy.copy_out(conn, f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
     if not buffer.tell():

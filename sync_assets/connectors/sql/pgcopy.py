@@ -155,6 +155,17 @@ def mogrify(conn: Connection, sql: str, params: Mapping[str, Any]) -> str:
         return driver.mogrify(raw, sql, params)
 
 
+def rendered(conn: Connection, stmt: Any) -> str | None:
+    """A SQLAlchemy statement's text with its parameters rendered by the driver (`mogrify`),
+    or None where the driver cannot render a value without SQLAlchemy's own processing (a
+    JSON filter value)."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    try:
+        return mogrify(conn, str(compiled), compiled.construct_params())
+    except sa.exc.ProgrammingError:
+        return None
+
+
 # -- rows -------------------------------------------------------------------------------------
 def copy_target(conn: Connection, table: sa.Table | str, columns: Sequence[str]) -> str:
     """`table (col, ...)` quoted for a COPY statement. SQLAlchemy doubles a `%` in a quoted
