@@ -24,6 +24,10 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _NIBBLE[_c] = _i
 for _i, _c in enumerate(b"ABCDEF"):
     _NIBBLE[_c] = 10 + _i
+# each byte's two hex digits as one uint16 (in memory order), so a buffer is hexed by one
+# gather rather than two shifts and two strided writes
+_HEX_PAIRS = np.array([[d >> 4, d & 15] for d in range(256)], dtype=np.uint8)
+_HEX_PAIRS = _HEX_DIGITS[_HEX_PAIRS].view(np.uint16).reshape(-1)
 _UUID_DASHES = (8, 13, 18, 23)
 _UUID_HEX = np.array([i for i in range(36) if i not in _UUID_DASHES])
 
@@ -66,10 +70,7 @@ def _strings(n: int, offsets: np.ndarray, data: np.ndarray, validity: pa.Buffer 
 
 
 def _hexed(raw: np.ndarray) -> np.ndarray:
-    out = np.empty(2 * len(raw), dtype=np.uint8)
-    out[0::2] = _HEX_DIGITS[raw >> 4]
-    out[1::2] = _HEX_DIGITS[raw & 15]
-    return out
+    return _HEX_PAIRS[raw].view(np.uint8)
 
 
 def _bytes_of(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -98,19 +99,9 @@ def hex_text(arr: Any, prefix: str = "") -> pa.Array:
         arr = arr.storage
     n = len(arr)
     offsets, raw = _bytes_of(arr)
-    p = len(prefix)
-    out_offsets = 2 * offsets + p * np.arange(n + 1, dtype=np.int64)
-    out = np.empty(int(out_offsets[-1]), dtype=np.uint8)
-    if n:
-        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-        at = 2 * np.arange(len(raw), dtype=np.int64) + p * (owner + 1)
-        hexed = _hexed(raw)
-        out[at] = hexed[0::2]
-        out[at + 1] = hexed[1::2]
-        if p:
-            starts = out_offsets[:-1, None] + np.arange(p)
-            out[starts] = np.frombuffer(prefix.encode(), dtype=np.uint8)
-    return _strings(n, out_offsets, out, _validity(arr), arr.null_count)
+    # the values' hex, back to back, is the data's hex
+    texts = _strings(n, 2 * offsets, _hexed(raw), _validity(arr), arr.null_count)
+    return pc.binary_join_element_wise(prefix, texts, "") if prefix else texts
 
 
 def from_hex(texts: Any, prefix: str = "") -> pa.Array:
