@@ -354,3 +354,14 @@ def test_an_interval_repeated_down_a_page_is_each_rows_own(engine: sa.Engine,
         got = load_both(conn, page([{"term": t} for t in terms], columns), columns)
     assert encoded == [True]
     assert [r[0] for r in got] == terms
+
+
+def test_a_page_too_large_for_one_binary_array_goes_as_csv(
+        engine: sa.Engine, encoded: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pgbinary, "_OFFSET_LIMIT", 1000)  # 2 GiB, scaled down to the page
+    columns = [("note", sa.Text, pa.string())]
+    notes = [f"note {i}" for i in range(30)]
+    with engine.begin() as conn:
+        got = load_both(conn, page([{"note": n} for n in notes], columns), columns)
+    assert encoded == [False]
+    assert [r[0] for r in got] == notes

@@ -33,6 +33,7 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 _EPOCH_US = 946_684_800_000_000  # 2000-01-01 00:00 UTC, PostgreSQL's epoch, in microseconds
 _EPOCH_DAYS = 10_957
+_OFFSET_LIMIT = 1 << 31  # bytes a binary array's 32-bit offsets can span
 
 # type OIDs (pg_type.h; fixed since PostgreSQL 7)
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, JSON = 16, 17, 20, 21, 23, 25, 114
@@ -66,14 +67,18 @@ def encode(data: pa.Table, oids: Sequence[int]) -> bytes | None:
     """`data`'s rows as a whole binary COPY stream for columns of these types, or None where
     a column or one of its values is not encoded here (the page goes as CSV)."""
     parts: list[Any] = [pa.scalar(len(oids).to_bytes(2, "big"), pa.binary())]
-    for column, oid in zip(data.columns, oids, strict=True):
-        fields = _payload(column.combine_chunks(), oid)
-        if fields is None:
-            return None
-        parts += fields
+    # a field is at most 40 bytes beyond its bytes in Arrow (length, numeric's digit header
+    # and digits, jsonb's version byte): past 2 GiB the 32-bit offsets would overflow
+    if data.num_rows * (2 + 40 * len(oids)) + data.nbytes >= _OFFSET_LIMIT:
+        return None
     try:
+        for column, oid in zip(data.columns, oids, strict=True):
+            fields = _payload(column.combine_chunks(), oid)
+            if fields is None:
+                return None
+            parts += fields
         rows = pc.binary_join_element_wise(*parts, _empty(), null_handling="skip")
-    except (pa.ArrowInvalid, pa.ArrowCapacityError):  # a page over 2 GiB
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):  # a column's values over 2 GiB
         return None
     if isinstance(rows, pa.ChunkedArray):
         rows = rows.combine_chunks()
