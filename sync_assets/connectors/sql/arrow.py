@@ -383,14 +383,11 @@ def csv_copy(conn: Connection, target: str, data: pa.Table) -> None:
 def _binary_copy(conn: Connection, table: sa.Table, data: pa.Table) -> bytes | None:
     """`data` as a binary COPY stream for the table's columns as the catalog has them, or
     None where a column goes only as CSV (`pgbinary`)."""
-    name = conn.dialect.identifier_preparer.format_table(table)
-    if conn.dialect.paramstyle in ("format", "pyformat"):
-        name = name.replace("%%", "%")
-    oids = pgbinary.column_types(conn, name, data.column_names)
-    if oids is None:
+    found = pgbinary.column_types(conn, pgcopy.table_name(conn, table), data.column_names)
+    if found is None:
         return None
-    if pgbinary.INTERVAL in oids and conn.exec_driver_sql(
-            "SHOW IntervalStyle").scalar() != "postgres":
+    oids, interval_style = found
+    if pgbinary.INTERVAL in oids and interval_style != "postgres":
         return None  # the texts are read by the session's style, which only CSV follows
     return pgbinary.encode(data, oids)
 

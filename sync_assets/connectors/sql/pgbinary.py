@@ -41,7 +41,6 @@ FLOAT8, BPCHAR, VARCHAR, DATE, TIME, TIMESTAMP = 701, 1042, 1043, 1082, 1083, 11
 TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1184, 1186, 1700, 2950, 3802
 
 
-
 @functools.cache
 def _empty() -> pa.Scalar:
     # made on first use: pyarrow's first conversion of a Python value imports pandas, which
@@ -49,28 +48,32 @@ def _empty() -> pa.Scalar:
     return pa.scalar(b"", pa.binary())
 
 
+# the session's IntervalStyle with them: it decides how the server reads an interval's text
 _COLUMN_TYPES = sa.text(
-    "SELECT attname, atttypid FROM pg_attribute "
+    "SELECT attname, atttypid, current_setting('IntervalStyle') FROM pg_attribute "
     "WHERE attrelid = to_regclass(:name) AND attnum > 0 AND NOT attisdropped")
 
 
-def column_types(conn: Connection, name: str, columns: Sequence[str]) -> list[int] | None:
+def column_types(conn: Connection, name: str, columns: Sequence[str]
+                 ) -> tuple[list[int], str] | None:
     """The type OIDs of a table's columns (`name` quoted as SQL writes it), in the order of
-    `columns`; None where the table or a column cannot be found."""
-    found = {r[0]: int(r[1]) for r in conn.execute(_COLUMN_TYPES, {"name": name})}
-    if any(c not in found for c in columns):
+    `columns`, and the session's IntervalStyle; None where the table or a column cannot be
+    found."""
+    rows = conn.execute(_COLUMN_TYPES, {"name": name}).all()
+    found = {r[0]: int(r[1]) for r in rows}
+    if not rows or any(c not in found for c in columns):
         return None
-    return [found[c] for c in columns]
+    return [found[c] for c in columns], str(rows[0][2])
 
 
 def encode(data: pa.Table, oids: Sequence[int]) -> bytes | None:
     """`data`'s rows as a whole binary COPY stream for columns of these types, or None where
     a column or one of its values is not encoded here (the page goes as CSV)."""
-    parts: list[Any] = [pa.scalar(len(oids).to_bytes(2, "big"), pa.binary())]
     # a field is at most 40 bytes beyond its bytes in Arrow (length, numeric's digit header
     # and digits, jsonb's version byte): past 2 GiB the 32-bit offsets would overflow
     if data.num_rows * (2 + 40 * len(oids)) + data.nbytes >= _OFFSET_LIMIT:
         return None
+    parts: list[Any] = [pa.scalar(len(oids).to_bytes(2, "big"), pa.binary())]
     try:
         for column, oid in zip(data.columns, oids, strict=True):
             fields = _payload(column.combine_chunks(), oid)
@@ -80,8 +83,6 @@ def encode(data: pa.Table, oids: Sequence[int]) -> bytes | None:
         rows = pc.binary_join_element_wise(*parts, _empty(), null_handling="skip")
     except (pa.ArrowInvalid, pa.ArrowCapacityError):  # a column's values over 2 GiB
         return None
-    if isinstance(rows, pa.ChunkedArray):
-        rows = rows.combine_chunks()
     offsets = np.frombuffer(rows.buffers()[1], np.int32, len(rows) + 1, rows.offset * 4)
     body = memoryview(rows.buffers()[2])[offsets[0]:offsets[-1]]
     return b"".join((HEADER, body, TRAILER))
@@ -90,15 +91,15 @@ def encode(data: pa.Table, oids: Sequence[int]) -> bytes | None:
 def _payload(column: pa.Array, oid: int) -> list[pa.Array] | None:
     """Each value's field (its length, then its bytes; -1 alone for NULL) as a column of
     this type takes it, as one or two binary columns to be joined."""
-    t = column.type
-    for accepts, payload in _PAYLOADS.get(oid, ()):
-        if accepts(t):
-            return payload(column)
-    return None
+    entry = _PAYLOADS.get(oid)
+    if entry is None or not entry[0](column.type):
+        return None
+    return entry[1](column)
 
 
-def _fixed(values: np.ndarray, dtype: str, valid: pa.Array) -> list[pa.Array]:
-    """Numbers (a row of them per value where 2-D) as fields of their big-endian bytes."""
+def _fixed(values: np.ndarray, dtype: str, valid: pa.Array | None) -> list[pa.Array]:
+    """Numbers (a row of them per value where 2-D) as fields of their big-endian bytes,
+    NULL where `valid` is false (None: no NULL)."""
     raw = np.ascontiguousarray(values.astype(dtype, copy=False))
     n = len(raw)
     width = raw.dtype.itemsize * int(np.prod(raw.shape[1:]))
@@ -106,7 +107,7 @@ def _fixed(values: np.ndarray, dtype: str, valid: pa.Array) -> list[pa.Array]:
     record = np.empty((n, 4 + width), np.uint8)
     record[:, :4] = np.frombuffer(width.to_bytes(4, "big"), np.uint8)
     record[:, 4:] = raw
-    if valid.true_count == n:
+    if valid is None or valid.true_count == n:
         data = record.reshape(-1)
         offsets = np.arange(0, n * (4 + width) + 1, 4 + width, dtype=np.int32)
     else:
@@ -290,39 +291,34 @@ def _interval_fields(texts: pa.Array) -> pa.Array | None:
             return None
     out = np.zeros(len(texts), np.dtype([("us", ">i8"), ("d", ">i4"), ("m", ">i4")]))
     out["us"], out["d"], out["m"] = micros, days, months
-    return _fixed(out.view(np.uint8).reshape(len(texts), 16), "u1",
-                  pa.array(np.ones(len(texts), bool)))[0]
+    return _fixed(out.view(np.uint8).reshape(len(texts), 16), "u1", None)[0]
 
 
 def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def _is_integer(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t)
-
-
-_PAYLOADS: dict[int, list[tuple[Callable[[pa.DataType], bool],
-                                Callable[[pa.Array], list[pa.Array] | None]]]] = {
-    INT2: [(_is_integer, _integer(16))],
-    INT4: [(_is_integer, _integer(32))],
-    INT8: [(_is_integer, _integer(64))],
-    FLOAT8: [(pa.types.is_float64, lambda c: _numbers(c, ">f8"))],
-    BOOL: [(pa.types.is_boolean, _bool)],
-    TEXT: [(_is_string, _as_binary)],
-    VARCHAR: [(_is_string, _as_binary)],
-    BPCHAR: [(_is_string, _as_binary)],
-    BYTEA: [(lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), _as_binary)],
-    JSON: [(codecs.is_json, _json)],
-    JSONB: [(codecs.is_json, _jsonb)],
-    UUID: [(codecs.is_uuid, _uuid)],
-    NUMERIC: [(pa.types.is_decimal128, _numeric)],
+_PAYLOADS: dict[int, tuple[Callable[[pa.DataType], bool],
+                           Callable[[pa.Array], list[pa.Array] | None]]] = {
+    INT2: (pa.types.is_integer, _integer(16)),
+    INT4: (pa.types.is_integer, _integer(32)),
+    INT8: (pa.types.is_integer, _integer(64)),
+    FLOAT8: (pa.types.is_float64, lambda c: _numbers(c, ">f8")),
+    BOOL: (pa.types.is_boolean, _bool),
+    TEXT: (_is_string, _as_binary),
+    VARCHAR: (_is_string, _as_binary),
+    BPCHAR: (_is_string, _as_binary),
+    BYTEA: (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), _as_binary),
+    JSON: (codecs.is_json, _json),
+    JSONB: (codecs.is_json, _jsonb),
+    UUID: (codecs.is_uuid, _uuid),
+    NUMERIC: (pa.types.is_decimal128, _numeric),
     # a zone-aware instant goes into timestamp as its UTC wall time, as its CSV text does
     # (`...Z`, whose zone timestamp's input ignores); a naive one into timestamptz would be
     # read in the session's zone from CSV, so it is left to CSV
-    TIMESTAMP: [(pa.types.is_timestamp, _timestamp)],
-    TIMESTAMPTZ: [(lambda t: pa.types.is_timestamp(t) and t.tz is not None, _timestamp)],
-    DATE: [(pa.types.is_date32, _date)],
-    TIME: [(lambda t: pa.types.is_time(t), _time)],
-    INTERVAL: [(_is_string, _interval)],
+    TIMESTAMP: (pa.types.is_timestamp, _timestamp),
+    TIMESTAMPTZ: (lambda t: pa.types.is_timestamp(t) and t.tz is not None, _timestamp),
+    DATE: (pa.types.is_date32, _date),
+    TIME: (pa.types.is_time, _time),
+    INTERVAL: (_is_string, _interval),
 }

@@ -167,15 +167,24 @@ def rendered(conn: Connection, stmt: Any) -> str | None:
 
 
 # -- rows -------------------------------------------------------------------------------------
+def table_name(conn: Connection, table: sa.Table) -> str:
+    """A table's quoted (schema-qualified) name as COPY and the catalog's `to_regclass`
+    read it: SQLAlchemy doubles a `%` in a quoted name for the driver's parameter
+    formatting, which neither goes through, so here it is single again."""
+    return _single_percent(conn, conn.dialect.identifier_preparer.format_table(table))
+
+
+def _single_percent(conn: Connection, text: str) -> str:
+    return text.replace("%%", "%") if conn.dialect.paramstyle in ("format", "pyformat") else text
+
+
 def copy_target(conn: Connection, table: sa.Table | str, columns: Sequence[str]) -> str:
-    """`table (col, ...)` quoted for a COPY statement. SQLAlchemy doubles a `%` in a quoted
-    name for the driver's parameter formatting, which a COPY statement never goes through:
-    here it is single again (a column named `share %`)."""
+    """`table (col, ...)` quoted for a COPY statement, `%` single (`table_name`: a column
+    named `share %`)."""
     preparer = conn.dialect.identifier_preparer
     target = table if isinstance(table, str) else preparer.format_table(table)
     cols = ", ".join(preparer.quote(c) for c in columns)
-    text = f"{target} ({cols})"
-    return text.replace("%%", "%") if conn.dialect.paramstyle in ("format", "pyformat") else text
+    return _single_percent(conn, f"{target} ({cols})")
 
 
 def _json_text(value: Any) -> str:
